@@ -1,0 +1,265 @@
+#include "MainWindow.h"
+
+#include <QAction>
+#include <QApplication>
+#include <QCloseEvent>
+#include <QDockWidget>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QLabel>
+#include <QMenuBar>
+#include <QMessageBox>
+#include <QMimeData>
+#include <QStatusBar>
+#include <QTabWidget>
+#include <QUndoStack>
+
+#include "JobRunner.h"
+#include "JobsDock.h"
+#include "LogDock.h"
+#include "ModelSession.h"
+#include "Settings.h"
+#include "StartPage.h"
+#include "common/Version.h"
+#include "io/FormatRegistry.h"
+
+// Resources compiled into the static qs_ui library must be registered by hand.
+static void initResources() { Q_INIT_RESOURCE(resources); }
+
+namespace qs::ui {
+
+MainWindow::MainWindow(QWidget *parent)
+    : QMainWindow(parent),
+      m_runner(new JobRunner(this, std::max(1, QThread::idealThreadCount()))),
+      m_session(new ModelSession(m_runner, this)),
+      m_undoStack(new QUndoStack(this)),
+      m_settings(new Settings)
+{
+    initResources();
+    setObjectName(QStringLiteral("MainWindow"));
+    setAcceptDrops(true);
+    setDockNestingEnabled(true);
+
+    m_plotTabs = new QTabWidget(this);
+    m_plotTabs->setObjectName(QStringLiteral("plotTabs"));
+    m_plotTabs->setDocumentMode(true);
+    auto *start = new StartPage(this);
+    m_plotTabs->addTab(start, tr("Start"));
+    connect(start, &StartPage::openRequested, this, &MainWindow::showOpenDialog);
+    connect(start, &StartPage::demoRequested, this, &MainWindow::openDemoModel);
+    setCentralWidget(m_plotTabs);
+
+    createDocks();
+    createMenus();
+
+    m_statusModel = new QLabel(tr("No model"), this);
+    statusBar()->addPermanentWidget(m_statusModel);
+    statusBar()->showMessage(tr("Ready"), 3000);
+
+    connect(m_session, &ModelSession::modelOpened, this, [this](const QString &path) {
+        m_settings->addRecentFile(path);
+        updateRecentMenu();
+        updateTitle();
+        statusBar()->showMessage(tr("Opened %1").arg(path), 5000);
+    });
+    connect(m_session, &ModelSession::openFailed, this, [this](const QString &path, const QString &error) {
+        m_logDock->append(LogLevel::Error, error);
+        statusBar()->showMessage(tr("Could not open %1").arg(QFileInfo(path).fileName()), 8000);
+        QMessageBox::warning(this, tr("Could not open model"), error);
+    });
+    connect(m_session, &ModelSession::message, this,
+            [this](const QString &t) { m_logDock->append(LogLevel::Info, t); });
+    connect(m_session, &ModelSession::warning, this,
+            [this](const QString &t) { m_logDock->append(LogLevel::Warning, t); });
+    connect(m_runner, &JobRunner::failed, this,
+            [this](JobId id, const QString &e) { m_logDock->append(LogLevel::Error, e); Q_UNUSED(id); });
+
+    resize(1280, 800);
+    restoreGeometry(m_settings->windowGeometry());
+    restoreState(m_settings->windowState());
+    updateTitle();
+}
+
+MainWindow::~MainWindow()
+{
+    // Jobs capture the session and the window: stop them before anything they point to goes away.
+    delete m_runner;
+    m_runner = nullptr;
+    delete m_settings;
+}
+
+void MainWindow::createDocks()
+{
+    m_modelDock = new QDockWidget(tr("Model"), this);
+    m_modelDock->setObjectName(QStringLiteral("ModelDock"));
+    auto *modelPlaceholder = new QLabel(tr("No model open.\n\nFile \u203a Open model\u2026 (Ctrl+O)\nor drop a folder or file here."), m_modelDock);
+    modelPlaceholder->setAlignment(Qt::AlignCenter);
+    modelPlaceholder->setWordWrap(true);
+    m_modelDock->setWidget(modelPlaceholder);
+    addDockWidget(Qt::LeftDockWidgetArea, m_modelDock);
+
+    m_planDock = new QDockWidget(tr("Plan"), this);
+    m_planDock->setObjectName(QStringLiteral("PlanDock"));
+    auto *planPlaceholder = new QLabel(tr("The per-layer quantization plan appears here once a model is open."), m_planDock);
+    planPlaceholder->setAlignment(Qt::AlignCenter);
+    planPlaceholder->setWordWrap(true);
+    m_planDock->setWidget(planPlaceholder);
+    addDockWidget(Qt::RightDockWidgetArea, m_planDock);
+
+    m_jobsDock = new JobsDock(m_runner, this);
+    addDockWidget(Qt::BottomDockWidgetArea, m_jobsDock);
+    m_logDock = new LogDock(this);
+    addDockWidget(Qt::BottomDockWidgetArea, m_logDock);
+    tabifyDockWidget(m_jobsDock, m_logDock);
+    m_jobsDock->raise();
+    resizeDocks({m_modelDock, m_planDock}, {360, 320}, Qt::Horizontal);
+    resizeDocks({m_jobsDock}, {160}, Qt::Vertical);
+}
+
+void MainWindow::createMenus()
+{
+    QMenu *file = menuBar()->addMenu(tr("&File"));
+    QAction *open = file->addAction(tr("&Open model\u2026"), this, &MainWindow::showOpenDialog);
+    open->setShortcut(QKeySequence::Open);
+    m_recentMenu = file->addMenu(tr("Open &recent"));
+    QAction *demo = file->addAction(tr("Open &demo model"), this, &MainWindow::openDemoModel);
+    demo->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_D));
+    file->addSeparator();
+    QAction *save = file->addAction(tr("&Save project"));
+    save->setShortcut(QKeySequence::Save);
+    save->setEnabled(false);
+    save->setToolTip(tr("Projects arrive with the HDF5 project issue"));
+    QAction *exportAction = file->addAction(tr("&Export\u2026"));
+    exportAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_E));
+    exportAction->setEnabled(false);
+    file->addSeparator();
+    QAction *quit = file->addAction(tr("&Quit"), this, &QWidget::close);
+    quit->setShortcut(QKeySequence::Quit);
+
+    QMenu *edit = menuBar()->addMenu(tr("&Edit"));
+    QAction *undo = m_undoStack->createUndoAction(this, tr("&Undo"));
+    undo->setShortcut(QKeySequence::Undo);
+    QAction *redo = m_undoStack->createRedoAction(this, tr("&Redo"));
+    redo->setShortcut(QKeySequence::Redo);
+    edit->addAction(undo);
+    edit->addAction(redo);
+    edit->addSeparator();
+    QAction *cancelJobs = edit->addAction(tr("Cancel all jobs"), this, [this] { m_runner->cancelAll(); });
+    cancelJobs->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_Period));
+
+    m_viewMenu = menuBar()->addMenu(tr("&View"));
+    for (QDockWidget *dock : {m_modelDock, m_planDock, static_cast<QDockWidget *>(m_jobsDock),
+                              static_cast<QDockWidget *>(m_logDock)})
+        m_viewMenu->addAction(dock->toggleViewAction());
+
+    QMenu *help = menuBar()->addMenu(tr("&Help"));
+    help->addAction(tr("&About QuantScope"), this, &MainWindow::showAbout);
+    help->addAction(tr("About &Qt"), qApp, &QApplication::aboutQt);
+
+    updateRecentMenu();
+}
+
+void MainWindow::updateRecentMenu()
+{
+    m_recentMenu->clear();
+    const QStringList recent = m_settings->recentFiles();
+    for (int i = 0; i < recent.size(); ++i) {
+        const QString path = recent.at(i);
+        QAction *a = m_recentMenu->addAction(QStringLiteral("&%1 %2").arg((i + 1) % 10).arg(path));
+        connect(a, &QAction::triggered, this, [this, path] { openPath(path); });
+    }
+    if (!recent.isEmpty()) {
+        m_recentMenu->addSeparator();
+        m_recentMenu->addAction(tr("Clear list"), this, [this] {
+            m_settings->clearRecentFiles();
+            updateRecentMenu();
+        });
+    }
+    m_recentMenu->setEnabled(!recent.isEmpty());
+}
+
+void MainWindow::showOpenDialog()
+{
+    QStringList patterns;
+    for (const core::ModelFormat &f : core::modelFormats())
+        for (const std::string &p : f.filePatterns)
+            patterns << QString::fromStdString(p);
+    const QString filter = tr("Models (%1);;All files (*)").arg(patterns.join(QLatin1Char(' ')));
+    const QString path = QFileDialog::getOpenFileName(this, tr("Open model (pick a .gguf, a llama2.c .bin, or a Hugging Face folder's config.json)"),
+                                                      m_settings->lastOpenDirectory(), filter);
+    if (path.isEmpty())
+        return;
+    m_settings->setLastOpenDirectory(QFileInfo(path).absolutePath());
+    // A Hugging Face model is its folder: open the folder when the user picked a file inside it.
+    const QFileInfo info(path);
+    if (info.fileName() == QLatin1String("config.json") || info.suffix() == QLatin1String("safetensors")
+        || info.fileName() == QLatin1String("model.safetensors.index.json"))
+        openPath(info.absolutePath());
+    else
+        openPath(path);
+}
+
+void MainWindow::openPath(const QString &path)
+{
+    m_logDock->append(LogLevel::Info, tr("Opening %1").arg(path));
+    m_session->openModel(path);
+}
+
+void MainWindow::openDemoModel()
+{
+    m_logDock->append(LogLevel::Warning, tr("The demo model generator is not available in this build yet."));
+}
+
+void MainWindow::showAbout()
+{
+    QMessageBox::about(this, tr("About QuantScope"),
+                       tr("<h3>QuantScope %1</h3><p>A workbench for quantizing large language models: "
+                          "inspect weights and activations, plan per-layer quantization, run, evaluate and export.</p>"
+                          "<p>Qt %2 (built with %3)<br>Eigen %4<br>HDF5 %5<br>%6</p>")
+                           .arg(QString::fromStdString(core::quantscopeVersion()), QString::fromLatin1(qVersion()),
+                                QStringLiteral(QT_VERSION_STR), QString::fromStdString(core::eigenVersion()),
+                                QString::fromStdString(core::hdf5Version()),
+                                QString::fromStdString(core::compilerVersion()).toHtmlEscaped()));
+}
+
+void MainWindow::updateTitle()
+{
+    const QString path = m_session->modelPath();
+    if (path.isEmpty()) {
+        setWindowTitle(tr("QuantScope"));
+        m_statusModel->setText(tr("No model"));
+    } else {
+        setWindowTitle(tr("%1 \u2014 QuantScope").arg(QFileInfo(path).fileName()));
+        m_statusModel->setText(path);
+    }
+}
+
+void MainWindow::closeEvent(QCloseEvent *event)
+{
+    m_settings->setWindowGeometry(saveGeometry());
+    m_settings->setWindowState(saveState());
+    m_runner->cancelAll();
+    event->accept();
+}
+
+void MainWindow::dragEnterEvent(QDragEnterEvent *event)
+{
+    if (event->mimeData()->hasUrls() && event->mimeData()->urls().size() == 1
+        && event->mimeData()->urls().first().isLocalFile())
+        event->acceptProposedAction();
+}
+
+void MainWindow::dropEvent(QDropEvent *event)
+{
+    const QList<QUrl> urls = event->mimeData()->urls();
+    if (urls.size() != 1 || !urls.first().isLocalFile())
+        return;
+    QString path = urls.first().toLocalFile();
+    const QFileInfo info(path);
+    if (info.isFile() && (info.fileName() == QLatin1String("config.json") || info.suffix() == QLatin1String("safetensors")))
+        path = info.absolutePath();
+    event->acceptProposedAction();
+    openPath(path);
+}
+
+} // namespace qs::ui

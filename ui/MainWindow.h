@@ -1,0 +1,62 @@
+#pragma once
+// Composes the docks and routes actions; it does not load, compute or lay out data itself.
+
+#include <QMainWindow>
+
+class QMenu;
+class QTabWidget;
+class QUndoStack;
+class QLabel;
+
+namespace qs::ui {
+
+class JobRunner;
+class JobsDock;
+class LogDock;
+class ModelSession;
+class Settings;
+
+class MainWindow : public QMainWindow
+{
+    Q_OBJECT
+public:
+    explicit MainWindow(QWidget *parent = nullptr);
+    ~MainWindow() override;
+
+    void openPath(const QString &path);
+    void openDemoModel();
+
+    JobRunner *jobRunner() const { return m_runner; }
+    ModelSession *session() const { return m_session; }
+    QUndoStack *undoStack() const { return m_undoStack; }
+    LogDock *logDock() const { return m_logDock; }
+
+protected:
+    void closeEvent(QCloseEvent *event) override;
+    void dragEnterEvent(QDragEnterEvent *event) override;
+    void dropEvent(QDropEvent *event) override;
+
+private:
+    void createDocks();
+    void createMenus();
+    void updateRecentMenu();
+    void showOpenDialog();
+    void showAbout();
+    void updateTitle();
+
+    JobRunner *m_runner;
+    ModelSession *m_session;
+    QUndoStack *m_undoStack;
+    Settings *m_settings;
+
+    QTabWidget *m_plotTabs = nullptr;
+    JobsDock *m_jobsDock = nullptr;
+    LogDock *m_logDock = nullptr;
+    QDockWidget *m_modelDock = nullptr;
+    QDockWidget *m_planDock = nullptr;
+    QMenu *m_recentMenu = nullptr;
+    QMenu *m_viewMenu = nullptr;
+    QLabel *m_statusModel = nullptr;
+};
+
+} // namespace qs::ui

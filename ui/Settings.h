@@ -1,0 +1,42 @@
+#pragma once
+// Every persistent setting, with its type and default, in one place (house style, practice 9).
+// Nothing else in the application touches QSettings keys.
+
+#include <QByteArray>
+#include <QSettings>
+#include <QString>
+#include <QStringList>
+
+namespace qs::ui {
+
+class Settings
+{
+public:
+    Settings();
+
+    static constexpr int kMaxRecentFiles = 10;
+
+    QByteArray windowGeometry() const;
+    void setWindowGeometry(const QByteArray &v);
+    QByteArray windowState() const;
+    void setWindowState(const QByteArray &v);
+
+    QStringList recentFiles() const;
+    void addRecentFile(const QString &path); // most recent first, de-duplicated, capped
+    void removeRecentFile(const QString &path);
+    void clearRecentFiles();
+
+    QString lastOpenDirectory() const;
+    void setLastOpenDirectory(const QString &v);
+
+    double outlierSigma() const; // default 6.0
+    void setOutlierSigma(double v);
+
+    int histogramBins() const; // default 256
+    void setHistogramBins(int v);
+
+private:
+    mutable QSettings m_settings;
+};
+
+} // namespace qs::ui
