@@ -33,8 +33,11 @@ public:
         bar.progress = int(index.data(JobListModel::FractionRole).toDouble() * 1000);
         bar.text = index.data().toString();
         bar.textVisible = true;
-        bar.state = option.state;
-        QApplication::style()->drawControl(QStyle::CE_ProgressBar, &bar, painter);
+        bar.state = option.state | QStyle::State_Enabled | QStyle::State_Horizontal;
+        bar.textAlignment = Qt::AlignCenter;
+        const QWidget *widget = option.widget;
+        QStyle *style = widget ? widget->style() : QApplication::style();
+        style->drawControl(QStyle::CE_ProgressBar, &bar, painter, widget);
     }
 };
 

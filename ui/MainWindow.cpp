@@ -3,6 +3,7 @@
 #include <QAction>
 #include <QApplication>
 #include <QCloseEvent>
+#include <QShowEvent>
 #include <QDockWidget>
 #include <QFileDialog>
 #include <QFileInfo>
@@ -16,12 +17,15 @@
 
 #include "JobRunner.h"
 #include "JobsDock.h"
+#include "LayerView.h"
 #include "LogDock.h"
+#include "ModelDock.h"
 #include "ModelSession.h"
 #include "Settings.h"
 #include "StartPage.h"
 #include "common/Version.h"
 #include "io/FormatRegistry.h"
+#include "model/Model.h"
 
 // Resources compiled into the static qs_ui library must be registered by hand.
 static void initResources() { Q_INIT_RESOURCE(resources); }
@@ -47,7 +51,12 @@ MainWindow::MainWindow(QWidget *parent)
     m_plotTabs->addTab(start, tr("Start"));
     connect(start, &StartPage::openRequested, this, &MainWindow::showOpenDialog);
     connect(start, &StartPage::demoRequested, this, &MainWindow::openDemoModel);
+    m_layerView = new LayerView(m_session, this);
+    m_plotTabs->addTab(m_layerView, tr("Layer"));
     setCentralWidget(m_plotTabs);
+    m_session->setOutlierSigma(m_settings->outlierSigma());
+    m_session->setHistogramBins(m_settings->histogramBins());
+    connect(m_session, &ModelSession::outlierSigmaChanged, this, [this](double k) { m_settings->setOutlierSigma(k); });
 
     createDocks();
     createMenus();
@@ -76,7 +85,7 @@ MainWindow::MainWindow(QWidget *parent)
 
     resize(1280, 800);
     restoreGeometry(m_settings->windowGeometry());
-    restoreState(m_settings->windowState());
+    m_layoutRestored = restoreState(m_settings->windowState());
     updateTitle();
 }
 
@@ -90,12 +99,12 @@ MainWindow::~MainWindow()
 
 void MainWindow::createDocks()
 {
-    m_modelDock = new QDockWidget(tr("Model"), this);
-    m_modelDock->setObjectName(QStringLiteral("ModelDock"));
-    auto *modelPlaceholder = new QLabel(tr("No model open.\n\nFile \u203a Open model\u2026 (Ctrl+O)\nor drop a folder or file here."), m_modelDock);
-    modelPlaceholder->setAlignment(Qt::AlignCenter);
-    modelPlaceholder->setWordWrap(true);
-    m_modelDock->setWidget(modelPlaceholder);
+    auto *modelDock = new ModelDock(m_session, this);
+    m_modelDock = modelDock;
+    connect(modelDock, &ModelDock::tensorSelected, this, [this](int tensor) {
+        m_layerView->showTensor(tensor);
+        m_plotTabs->setCurrentWidget(m_layerView);
+    });
     addDockWidget(Qt::LeftDockWidgetArea, m_modelDock);
 
     m_planDock = new QDockWidget(tr("Plan"), this);
@@ -112,8 +121,7 @@ void MainWindow::createDocks()
     addDockWidget(Qt::BottomDockWidgetArea, m_logDock);
     tabifyDockWidget(m_jobsDock, m_logDock);
     m_jobsDock->raise();
-    resizeDocks({m_modelDock, m_planDock}, {360, 320}, Qt::Horizontal);
-    resizeDocks({m_jobsDock}, {160}, Qt::Vertical);
+
 }
 
 void MainWindow::createMenus()
@@ -207,7 +215,8 @@ void MainWindow::openPath(const QString &path)
 
 void MainWindow::openDemoModel()
 {
-    m_logDock->append(LogLevel::Warning, tr("The demo model generator is not available in this build yet."));
+    m_logDock->append(LogLevel::Info, tr("Opening the synthetic demo model (%1)").arg(ModelSession::demoModelPath()));
+    m_session->openDemoModel();
 }
 
 void MainWindow::showAbout()
@@ -229,9 +238,21 @@ void MainWindow::updateTitle()
         setWindowTitle(tr("QuantScope"));
         m_statusModel->setText(tr("No model"));
     } else {
-        setWindowTitle(tr("%1 \u2014 QuantScope").arg(QFileInfo(path).fileName()));
-        m_statusModel->setText(path);
+        const bool synthetic = m_session->model() && m_session->model()->hparams.synthetic;
+        setWindowTitle(tr("%1%2 \u2014 QuantScope").arg(QFileInfo(path).fileName(), synthetic ? tr(" [synthetic]") : QString()));
+        m_statusModel->setText(synthetic ? tr("%1 \u2014 SYNTHETIC demo model").arg(path) : path);
     }
+}
+
+void MainWindow::showEvent(QShowEvent *event)
+{
+    QMainWindow::showEvent(event);
+    if (m_shown || m_layoutRestored)
+        return;
+    m_shown = true;
+    // First start: give the model tree room for its columns and keep the bottom docks short.
+    resizeDocks({m_modelDock, m_planDock}, {width() * 3 / 10, width() / 5}, Qt::Horizontal);
+    resizeDocks({m_jobsDock}, {height() / 5}, Qt::Vertical);
 }
 
 void MainWindow::closeEvent(QCloseEvent *event)

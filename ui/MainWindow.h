@@ -12,6 +12,7 @@ namespace qs::ui {
 
 class JobRunner;
 class JobsDock;
+class LayerView;
 class LogDock;
 class ModelSession;
 class Settings;
@@ -30,9 +31,12 @@ public:
     ModelSession *session() const { return m_session; }
     QUndoStack *undoStack() const { return m_undoStack; }
     LogDock *logDock() const { return m_logDock; }
+    LayerView *layerView() const { return m_layerView; }
+    QDockWidget *modelDock() const { return m_modelDock; }
 
 protected:
     void closeEvent(QCloseEvent *event) override;
+    void showEvent(QShowEvent *event) override;
     void dragEnterEvent(QDragEnterEvent *event) override;
     void dropEvent(QDropEvent *event) override;
 
@@ -50,6 +54,7 @@ private:
     Settings *m_settings;
 
     QTabWidget *m_plotTabs = nullptr;
+    LayerView *m_layerView = nullptr;
     JobsDock *m_jobsDock = nullptr;
     LogDock *m_logDock = nullptr;
     QDockWidget *m_modelDock = nullptr;
@@ -57,6 +62,8 @@ private:
     QMenu *m_recentMenu = nullptr;
     QMenu *m_viewMenu = nullptr;
     QLabel *m_statusModel = nullptr;
+    bool m_layoutRestored = false;
+    bool m_shown = false;
 };
 
 } // namespace qs::ui

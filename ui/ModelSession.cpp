@@ -1,8 +1,12 @@
 #include "ModelSession.h"
 
+#include <QDir>
 #include <QFileInfo>
+#include <QStandardPaths>
 
 #include "io/FormatRegistry.h"
+#include "model/DemoModel.h"
+#include "stats/WeightStats.h"
 
 namespace qs::ui {
 
@@ -15,20 +19,101 @@ void ModelSession::openModel(const QString &path)
         tr("Open %1").arg(QFileInfo(path).fileName()), QStringLiteral("open-model"),
         [p](core::Progress &progress) -> std::shared_ptr<const core::Model> {
             progress.message("reading headers");
-            std::shared_ptr<const core::Model> model = core::openModel(p);
-            return model;
+            return core::openModel(p);
         },
         [this, path](std::shared_ptr<const std::shared_ptr<const core::Model>> result) {
             m_model = *result;
+            m_stats.reset();
             m_path = path;
             for (const std::string &w : m_model->warnings)
                 Q_EMIT warning(QString::fromStdString(w));
-            Q_EMIT message(tr("Opened %1 (%2, %3 tensors)")
+            Q_EMIT message(tr("Opened %1 (%2, %3 tensors, %L4 parameters)%5")
                                .arg(path, QString::fromStdString(m_model->format))
-                               .arg(m_model->tensors.size()));
+                               .arg(m_model->tensors.size())
+                               .arg(m_model->parameterCount())
+                               .arg(m_model->hparams.synthetic ? tr(" \u2014 synthetic demo model") : QString()));
             Q_EMIT modelOpened(path);
+            Q_EMIT statsChanged();
+            computeStats();
         },
         [this, path](const QString &error) { Q_EMIT openFailed(path, error); });
+}
+
+QString ModelSession::demoModelPath()
+{
+    return QStandardPaths::writableLocation(QStandardPaths::CacheLocation) + QStringLiteral("/demo-small-f16");
+}
+
+void ModelSession::openDemoModel()
+{
+    const QString path = demoModelPath();
+    const std::string p = path.toStdString();
+    m_runner->run<bool>(
+        tr("Generate demo model"), QStringLiteral("open-model"),
+        [p](core::Progress &progress) {
+            if (core::isDemoModelFolder(p))
+                return true;
+            core::DemoOptions options;
+            options.preset = "small";
+            options.dtype = "f16";
+            progress.message("writing synthetic weights");
+            core::writeDemoModel(p, options, progress);
+            return true;
+        },
+        [this, path](std::shared_ptr<const bool>) { openModel(path); },
+        [this, path](const QString &error) { Q_EMIT openFailed(path, error); });
+}
+
+void ModelSession::setOutlierSigma(double sigma)
+{
+    if (sigma == m_outlierSigma)
+        return;
+    m_outlierSigma = sigma;
+    Q_EMIT outlierSigmaChanged(sigma);
+    if (m_model)
+        computeStats();
+}
+
+void ModelSession::setHistogramBins(int bins)
+{
+    if (bins == m_bins)
+        return;
+    m_bins = bins;
+    if (m_model)
+        computeStats();
+}
+
+const core::WeightStats *ModelSession::statsFor(int tensorIndex) const
+{
+    if (!m_stats || tensorIndex < 0 || size_t(tensorIndex) >= m_stats->size())
+        return nullptr;
+    return &m_stats->at(size_t(tensorIndex));
+}
+
+void ModelSession::computeStats()
+{
+    core::StatsOptions options;
+    options.outlierSigma = m_outlierSigma;
+    options.histogramBins = m_bins;
+    const std::shared_ptr<const core::Model> model = m_model;
+    m_runner->run<StatsList>(
+        tr("Weight statistics (%1\u03c3)").arg(m_outlierSigma), QStringLiteral("weight-stats"),
+        [model, options](core::Progress &progress) {
+            progress.message("weight statistics");
+            return core::computeModelStats(*model, options, progress);
+        },
+        [this, model](std::shared_ptr<const StatsList> stats) {
+            if (model != m_model)
+                return; // a newer model was opened meanwhile
+            m_stats = std::move(stats);
+            for (const core::WeightStats &s : *m_stats)
+                if (s.nanCount || s.infCount)
+                    Q_EMIT warning(tr("tensor '%1': %2 NaN and %3 infinite values")
+                                       .arg(QString::fromStdString(s.name))
+                                       .arg(s.nanCount)
+                                       .arg(s.infCount));
+            Q_EMIT statsChanged();
+        });
 }
 
 } // namespace qs::ui

@@ -1,5 +1,5 @@
 #pragma once
-// The open model and what was computed from it. Opening runs as a job; results arrive as
+// The open model and what was computed from it. Opening and statistics run as jobs; results arrive as
 // std::shared_ptr<const ...> values and are announced by signals. Widgets read from here; they never
 // touch files or tensors themselves.
 
@@ -7,14 +7,18 @@
 #include <QString>
 
 #include <memory>
+#include <vector>
 
 #include "JobRunner.h"
 
 namespace qs::core {
 class Model;
-}
+struct WeightStats;
+} // namespace qs::core
 
 namespace qs::ui {
+
+using StatsList = std::vector<core::WeightStats>; // aligned with Model::tensors
 
 class ModelSession : public QObject
 {
@@ -22,23 +26,42 @@ class ModelSession : public QObject
 public:
     explicit ModelSession(JobRunner *runner, QObject *parent = nullptr);
 
-    // Opens a model folder or file in the background; replaces the current model when it succeeds.
+    // Opens a model folder or file in the background; replaces the current model when it succeeds and
+    // then computes weight statistics for every tensor (another job).
     void openModel(const QString &path);
+    // Generates the synthetic demo model into the cache folder (once) and opens it.
+    void openDemoModel();
+    static QString demoModelPath();
+
+    // Outliers are |x - mean| > sigma·σ; changing it recomputes the statistics.
+    double outlierSigma() const { return m_outlierSigma; }
+    void setOutlierSigma(double sigma);
+    int histogramBins() const { return m_bins; }
+    void setHistogramBins(int bins);
 
     std::shared_ptr<const core::Model> model() const { return m_model; }
+    std::shared_ptr<const StatsList> stats() const { return m_stats; } // null until computed
+    const core::WeightStats *statsFor(int tensorIndex) const;
     QString modelPath() const { return m_path; }
     JobRunner *runner() const { return m_runner; }
 
 Q_SIGNALS:
     void modelOpened(const QString &path);
     void openFailed(const QString &path, const QString &error);
+    void statsChanged();
+    void outlierSigmaChanged(double sigma);
     void message(const QString &text);
     void warning(const QString &text);
 
 private:
+    void computeStats();
+
     JobRunner *m_runner;
     std::shared_ptr<const core::Model> m_model;
+    std::shared_ptr<const StatsList> m_stats;
     QString m_path;
+    double m_outlierSigma = 6.0;
+    int m_bins = 256;
 };
 
 } // namespace qs::ui

@@ -184,7 +184,8 @@ void ConsoleProgress::draw(bool force)
     const double sinceStart = std::chrono::duration<double>(now - m_state->start).count();
     const double sinceDraw = std::chrono::duration<double>(now - m_state->lastDraw).count();
     // Work shorter than a second shows nothing; a terminal redraws ~10/s, a pipe gets a line a second.
-    if (sinceStart < 1.0 || (!force && sinceDraw < (m_state->tty ? 0.1 : 1.0)))
+    // A pipe gets at most one line a second even for new messages; a terminal redraws at once for them.
+    if (sinceStart < 1.0 || ((!force || !m_state->tty) && sinceDraw < (m_state->tty ? 0.1 : 1.0)))
         return;
     m_state->lastDraw = now;
     const double total = m_state->total.load();

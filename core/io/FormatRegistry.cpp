@@ -3,6 +3,9 @@
 #include <filesystem>
 
 #include "common/Error.h"
+#include "io/GgufReader.h"
+#include "io/HfFolderReader.h"
+#include "io/Llama2cReader.h"
 
 namespace qs::core {
 
@@ -10,6 +13,11 @@ const std::vector<ModelFormat> &modelFormats()
 {
     // One entry per format; order matters only when two probes could both accept a path.
     static const std::vector<ModelFormat> formats = {
+        {"safetensors", "Hugging Face folder (config.json + safetensors)", {"config.json", "*.safetensors"},
+         &HfFolderReader::probe, &HfFolderReader::open},
+        {"llama2c", "llama2.c checkpoint (.bin)", {"*.bin"}, &Llama2cReader::probe, &Llama2cReader::open},
+        {"gguf", "GGUF file (llama.cpp)", {"*.gguf"}, [](const std::string &path) { return GgufReader::probe(path); },
+         [](const std::string &path, const OpenOptions &) { return GgufReader::open(path); }},
     };
     return formats;
 }

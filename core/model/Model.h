@@ -65,6 +65,9 @@ public:
     virtual ~TensorData() = default;
     // out receives rowCount * cols floats. Throws Error on out-of-range rows.
     virtual void readRows(int64_t firstRow, int64_t rowCount, float *out) const = 0;
+    // The tensor's bytes as stored (Tensor::storedBytes of them, typically a view into the file mapping),
+    // for raw-read benchmarks and checksums; nullptr when the format cannot hand out one contiguous block.
+    virtual const uint8_t *storedData() const { return nullptr; }
 };
 
 struct Tensor
