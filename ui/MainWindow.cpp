@@ -17,6 +17,8 @@
 
 #include "JobRunner.h"
 #include "JobsDock.h"
+#include "ActivationView.h"
+#include "CalibrationDock.h"
 #include "LayerView.h"
 #include "LogDock.h"
 #include "ModelDock.h"
@@ -25,6 +27,7 @@
 #include "StartPage.h"
 #include "common/Version.h"
 #include "io/FormatRegistry.h"
+#include "model/ActivationObserver.h"
 #include "model/Model.h"
 
 // Resources compiled into the static qs_ui library must be registered by hand.
@@ -53,6 +56,8 @@ MainWindow::MainWindow(QWidget *parent)
     connect(start, &StartPage::demoRequested, this, &MainWindow::openDemoModel);
     m_layerView = new LayerView(m_session, this);
     m_plotTabs->addTab(m_layerView, tr("Layer"));
+    m_activationView = new ActivationView(m_session, this);
+    m_plotTabs->addTab(m_activationView, tr("Activations"));
     setCentralWidget(m_plotTabs);
     m_session->setOutlierSigma(m_settings->outlierSigma());
     m_session->setHistogramBins(m_settings->histogramBins());
@@ -103,7 +108,9 @@ void MainWindow::createDocks()
     m_modelDock = modelDock;
     connect(modelDock, &ModelDock::tensorSelected, this, [this](int tensor) {
         m_layerView->showTensor(tensor);
-        m_plotTabs->setCurrentWidget(m_layerView);
+        m_activationView->showTensor(tensor);
+        if (m_plotTabs->currentWidget() != m_activationView)
+            m_plotTabs->setCurrentWidget(m_layerView);
     });
     addDockWidget(Qt::LeftDockWidgetArea, m_modelDock);
 
@@ -114,6 +121,26 @@ void MainWindow::createDocks()
     planPlaceholder->setWordWrap(true);
     m_planDock->setWidget(planPlaceholder);
     addDockWidget(Qt::RightDockWidgetArea, m_planDock);
+    m_calibrationDock = new CalibrationDock(m_session, m_settings, this);
+    addDockWidget(Qt::RightDockWidgetArea, m_calibrationDock);
+    tabifyDockWidget(m_planDock, m_calibrationDock);
+    m_planDock->raise();
+    connect(m_calibrationDock, &CalibrationDock::activationInputSelected, this, [this, modelDock](int block, int input) {
+        // Show the first layer that reads this input.
+        const auto model = m_session->model();
+        if (!model)
+            return;
+        for (size_t i = 0; i < model->tensors.size(); ++i) {
+            const core::Tensor &t = model->tensors[i];
+            if (!core::isLinearRole(t.role) || int(core::linearInputOf(t.role)) != input)
+                continue;
+            if ((t.role == core::TensorRole::LmHead ? -1 : t.block) != block)
+                continue;
+            m_plotTabs->setCurrentWidget(m_activationView);
+            modelDock->selectTensor(int(i));
+            return;
+        }
+    });
 
     m_jobsDock = new JobsDock(m_runner, this);
     addDockWidget(Qt::BottomDockWidgetArea, m_jobsDock);
@@ -156,7 +183,7 @@ void MainWindow::createMenus()
     cancelJobs->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_Period));
 
     m_viewMenu = menuBar()->addMenu(tr("&View"));
-    for (QDockWidget *dock : {m_modelDock, m_planDock, static_cast<QDockWidget *>(m_jobsDock),
+    for (QDockWidget *dock : {m_modelDock, m_planDock, static_cast<QDockWidget *>(m_calibrationDock), static_cast<QDockWidget *>(m_jobsDock),
                               static_cast<QDockWidget *>(m_logDock)})
         m_viewMenu->addAction(dock->toggleViewAction());
 

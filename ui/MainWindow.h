@@ -11,6 +11,8 @@ class QLabel;
 namespace qs::ui {
 
 class JobRunner;
+class ActivationView;
+class CalibrationDock;
 class JobsDock;
 class LayerView;
 class LogDock;
@@ -32,6 +34,9 @@ public:
     QUndoStack *undoStack() const { return m_undoStack; }
     LogDock *logDock() const { return m_logDock; }
     LayerView *layerView() const { return m_layerView; }
+    ActivationView *activationView() const { return m_activationView; }
+    CalibrationDock *calibrationDock() const { return m_calibrationDock; }
+    QTabWidget *plotTabs() const { return m_plotTabs; }
     QDockWidget *modelDock() const { return m_modelDock; }
 
 protected:
@@ -55,6 +60,8 @@ private:
 
     QTabWidget *m_plotTabs = nullptr;
     LayerView *m_layerView = nullptr;
+    ActivationView *m_activationView = nullptr;
+    CalibrationDock *m_calibrationDock = nullptr;
     JobsDock *m_jobsDock = nullptr;
     LogDock *m_logDock = nullptr;
     QDockWidget *m_modelDock = nullptr;

@@ -1,10 +1,16 @@
 #include "ModelSession.h"
 
 #include <QDir>
+#include <QElapsedTimer>
 #include <QFileInfo>
 #include <QStandardPaths>
 
+#include "eval/CalibrationRun.h"
+#include "eval/Evaluate.h"
+#include "eval/TextSource.h"
 #include "io/FormatRegistry.h"
+#include "model/ActivationObserver.h"
+#include "model/Forward.h"
 #include "model/DemoModel.h"
 #include "stats/WeightStats.h"
 
@@ -24,6 +30,10 @@ void ModelSession::openModel(const QString &path)
         [this, path](std::shared_ptr<const std::shared_ptr<const core::Model>> result) {
             m_model = *result;
             m_stats.reset();
+            m_calibration.reset();
+            m_evaluations.clear();
+            Q_EMIT calibrationChanged();
+            Q_EMIT evaluationsChanged();
             m_path = path;
             for (const std::string &w : m_model->warnings)
                 Q_EMIT warning(QString::fromStdString(w));
@@ -88,6 +98,84 @@ const core::WeightStats *ModelSession::statsFor(int tensorIndex) const
     if (!m_stats || tensorIndex < 0 || size_t(tensorIndex) >= m_stats->size())
         return nullptr;
     return &m_stats->at(size_t(tensorIndex));
+}
+
+void ModelSession::runCalibration(const QString &textPath, const core::CalibrationRunOptions &options)
+{
+    if (!m_model)
+        return;
+    const std::shared_ptr<const core::Model> model = m_model;
+    const std::string text = textPath.toStdString();
+    m_runner->run<core::CalibrationRunResult>(
+        tr("Calibration (%1 \u00d7 %2 tokens)").arg(options.samples).arg(options.seqLen), QStringLiteral("calibration"),
+        [model, text, options](core::Progress &progress) { return core::runCalibration(model, text, options, progress); },
+        [this, model](std::shared_ptr<const core::CalibrationRunResult> result) {
+            if (model != m_model)
+                return;
+            m_calibration = std::move(result);
+            Q_EMIT message(tr("Calibration done: %1 samples, %2 tokens in %3 s")
+                               .arg(m_calibration->calibration.samples.size())
+                               .arg(m_calibration->calibration.totalTokens())
+                               .arg(m_calibration->seconds, 0, 'f', 1));
+            Q_EMIT calibrationChanged();
+        });
+}
+
+const core::InputActivationStats *ModelSession::activationsFor(int tensorIndex) const
+{
+    if (!m_model || !m_calibration || tensorIndex < 0 || size_t(tensorIndex) >= m_model->tensors.size())
+        return nullptr;
+    const core::Tensor &t = m_model->tensors[size_t(tensorIndex)];
+    if (!core::isLinearRole(t.role))
+        return nullptr;
+    const core::LinearInput input = core::linearInputOf(t.role);
+    const int block = t.role == core::TensorRole::LmHead ? -1 : t.block;
+    for (const core::InputActivationStats &s : m_calibration->stats)
+        if (s.block == block && s.input == input)
+            return &s;
+    return nullptr;
+}
+
+void ModelSession::evaluate(const QString &textPath, const core::EvalOptions &options)
+{
+    if (!m_model)
+        return;
+    const std::shared_ptr<const core::Model> model = m_model;
+    const std::string text = textPath.toStdString();
+    struct Outcome
+    {
+        core::PerplexityResult result;
+        double seconds = 0.0;
+    };
+    m_runner->run<Outcome>(
+        tr("Perplexity (%1, ctx %2)").arg(QString::fromLatin1(core::evalProtocolName(options.protocol))).arg(options.ctx),
+        QStringLiteral("evaluate"),
+        [model, text, options](core::Progress &progress) {
+            QElapsedTimer clock;
+            clock.start();
+            const core::TokenizedText tokens = core::tokenizeTextFile(*model, text, progress);
+            core::ForwardEngine engine(model);
+            Outcome o;
+            o.result = core::evaluatePerplexity(engine, tokens.tokens, options, progress);
+            o.seconds = double(clock.elapsed()) / 1000.0;
+            return o;
+        },
+        [this, model, textPath](std::shared_ptr<const Outcome> o) {
+            if (model != m_model)
+                return;
+            Evaluation e;
+            e.textPath = textPath;
+            e.label = tr("original");
+            e.result = std::make_shared<const core::PerplexityResult>(o->result);
+            e.seconds = o->seconds;
+            m_evaluations.append(e);
+            Q_EMIT message(tr("Perplexity %1 (%2, ctx %3, %4 tokens scored)")
+                               .arg(o->result.perplexity, 0, 'f', 4)
+                               .arg(QString::fromStdString(o->result.protocol))
+                               .arg(o->result.ctx)
+                               .arg(o->result.tokensScored));
+            Q_EMIT evaluationsChanged();
+        });
 }
 
 void ModelSession::computeStats()

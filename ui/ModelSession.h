@@ -4,6 +4,7 @@
 // touch files or tensors themselves.
 
 #include <QObject>
+#include <QList>
 #include <QString>
 
 #include <memory>
@@ -14,6 +15,11 @@
 namespace qs::core {
 class Model;
 struct WeightStats;
+struct CalibrationRunResult;
+struct CalibrationRunOptions;
+struct InputActivationStats;
+struct PerplexityResult;
+struct EvalOptions;
 } // namespace qs::core
 
 namespace qs::ui {
@@ -39,6 +45,23 @@ public:
     int histogramBins() const { return m_bins; }
     void setHistogramBins(int bins);
 
+    // Runs calibration text through the model and keeps the activation statistics (a job).
+    void runCalibration(const QString &textPath, const core::CalibrationRunOptions &options);
+    std::shared_ptr<const core::CalibrationRunResult> calibration() const { return m_calibration; }
+    // Activation statistics of the input of a linear tensor (by model tensor index); null without them.
+    const core::InputActivationStats *activationsFor(int tensorIndex) const;
+
+    // Perplexity of the open model on a text (a job); results accumulate in evaluations().
+    void evaluate(const QString &textPath, const core::EvalOptions &options);
+    struct Evaluation
+    {
+        QString textPath;
+        QString label; // which model
+        std::shared_ptr<const core::PerplexityResult> result;
+        double seconds = 0.0;
+    };
+    const QList<Evaluation> &evaluations() const { return m_evaluations; }
+
     std::shared_ptr<const core::Model> model() const { return m_model; }
     std::shared_ptr<const StatsList> stats() const { return m_stats; } // null until computed
     const core::WeightStats *statsFor(int tensorIndex) const;
@@ -49,6 +72,8 @@ Q_SIGNALS:
     void modelOpened(const QString &path);
     void openFailed(const QString &path, const QString &error);
     void statsChanged();
+    void calibrationChanged();
+    void evaluationsChanged();
     void outlierSigmaChanged(double sigma);
     void message(const QString &text);
     void warning(const QString &text);
@@ -59,6 +84,8 @@ private:
     JobRunner *m_runner;
     std::shared_ptr<const core::Model> m_model;
     std::shared_ptr<const StatsList> m_stats;
+    std::shared_ptr<const core::CalibrationRunResult> m_calibration;
+    QList<Evaluation> m_evaluations;
     QString m_path;
     double m_outlierSigma = 6.0;
     int m_bins = 256;

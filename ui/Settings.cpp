@@ -11,6 +11,14 @@ constexpr auto RecentFiles = "files/recent";
 constexpr auto LastOpenDir = "files/lastOpenDirectory";
 constexpr auto OutlierSigma = "stats/outlierSigma";
 constexpr auto HistogramBins = "stats/histogramBins";
+constexpr auto CalibrationText = "calibration/text";
+constexpr auto CalibrationSamples = "calibration/samples";
+constexpr auto CalibrationSeqLen = "calibration/seqLen";
+constexpr auto CalibrationSeed = "calibration/seed";
+constexpr auto EvalText = "evaluation/text";
+constexpr auto EvalContext = "evaluation/context";
+constexpr auto EvalProtocol = "evaluation/protocol";
+constexpr auto EvalMaxChunks = "evaluation/maxChunks";
 } // namespace Key
 
 static QString k(const char *key) { return QString::fromLatin1(key); }
@@ -63,5 +71,34 @@ int Settings::histogramBins() const
     return (v >= 8 && v <= 4096) ? v : 256;
 }
 void Settings::setHistogramBins(int v) { m_settings.setValue(k(Key::HistogramBins), v); }
+
+int Settings::boundedInt(const char *key, int fallback, int min, int max) const
+{
+    bool ok = false;
+    const int v = m_settings.value(k(key), fallback).toInt(&ok);
+    return (ok && v >= min && v <= max) ? v : fallback;
+}
+
+QString Settings::calibrationText() const { return m_settings.value(k(Key::CalibrationText)).toString(); }
+void Settings::setCalibrationText(const QString &v) { m_settings.setValue(k(Key::CalibrationText), v); }
+int Settings::calibrationSamples() const { return boundedInt(Key::CalibrationSamples, 32, 1, 100000); }
+void Settings::setCalibrationSamples(int v) { m_settings.setValue(k(Key::CalibrationSamples), v); }
+int Settings::calibrationSeqLen() const { return boundedInt(Key::CalibrationSeqLen, 256, 2, 1 << 20); }
+void Settings::setCalibrationSeqLen(int v) { m_settings.setValue(k(Key::CalibrationSeqLen), v); }
+int Settings::calibrationSeed() const { return boundedInt(Key::CalibrationSeed, 0, 0, 2147483647); }
+void Settings::setCalibrationSeed(int v) { m_settings.setValue(k(Key::CalibrationSeed), v); }
+
+QString Settings::evalText() const { return m_settings.value(k(Key::EvalText)).toString(); }
+void Settings::setEvalText(const QString &v) { m_settings.setValue(k(Key::EvalText), v); }
+int Settings::evalContext() const { return boundedInt(Key::EvalContext, 512, 8, 1 << 20); }
+void Settings::setEvalContext(int v) { m_settings.setValue(k(Key::EvalContext), v); }
+QString Settings::evalProtocol() const
+{
+    const QString v = m_settings.value(k(Key::EvalProtocol), QStringLiteral("llamacpp")).toString();
+    return v == QLatin1String("gptq") ? v : QStringLiteral("llamacpp");
+}
+void Settings::setEvalProtocol(const QString &v) { m_settings.setValue(k(Key::EvalProtocol), v); }
+int Settings::evalMaxChunks() const { return boundedInt(Key::EvalMaxChunks, 0, 0, 1 << 30); }
+void Settings::setEvalMaxChunks(int v) { m_settings.setValue(k(Key::EvalMaxChunks), v); }
 
 } // namespace qs::ui

@@ -35,7 +35,26 @@ public:
     int histogramBins() const; // default 256
     void setHistogramBins(int v);
 
+    QString calibrationText() const;
+    void setCalibrationText(const QString &v);
+    int calibrationSamples() const; // default 32
+    void setCalibrationSamples(int v);
+    int calibrationSeqLen() const; // default 256
+    void setCalibrationSeqLen(int v);
+    int calibrationSeed() const; // default 0
+    void setCalibrationSeed(int v);
+
+    QString evalText() const;
+    void setEvalText(const QString &v);
+    int evalContext() const; // default 512
+    void setEvalContext(int v);
+    QString evalProtocol() const; // "llamacpp" (default) | "gptq"
+    void setEvalProtocol(const QString &v);
+    int evalMaxChunks() const; // default 0 = all
+    void setEvalMaxChunks(int v);
+
 private:
+    int boundedInt(const char *key, int fallback, int min, int max) const;
     mutable QSettings m_settings;
 };
 

@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include "Commands.h"
+#include "model/ForwardBench.h"
+#include "quant/QuantBench.h"
 #include "stats/StatsBench.h"
 
 namespace qs::cli {
@@ -48,12 +50,78 @@ int benchStatsCommand(const Args &args)
     return 0;
 }
 
+int benchForwardCommand(const Args &args)
+{
+    const std::string path = args.requirePositional(1, "MODEL for 'bench forward'");
+    core::ForwardBenchOptions options;
+    options.threads = args.intValue("threads", 0, 0, 1024);
+    ConsoleProgress progress(args.has("quiet"));
+    const core::ForwardBenchResult r = core::benchForward(path, options, progress);
+    progress.finish();
+    if (args.has("json")) {
+        nlohmann::ordered_json j{{"benchmark", "forward"}, {"model", path}, {"format", r.format},
+                                 {"threads", r.threads}, {"parameters", r.parameters},
+                                 {"open_seconds", r.openSeconds}, {"peak_rss_bytes", r.peakRssBytes},
+                                 {"weight_cache_bytes", r.weightCacheBytes}, {"cached_bytes", r.cachedBytes}};
+        nlohmann::json points = nlohmann::json::array();
+        for (const core::ForwardBenchPoint &p : r.points)
+            points.push_back({{"ctx", p.ctx}, {"runs", p.runs}, {"tokens_per_second", p.tokensPerSecond},
+                              {"first_pass_seconds", p.firstPassSeconds}});
+        j["prompt_processing"] = points;
+        std::printf("%s\n", j.dump(2).c_str());
+        return 0;
+    }
+    std::printf("bench forward: %s (%s), %lld parameters, %d threads\n", path.c_str(), r.format.c_str(),
+                static_cast<long long>(r.parameters), r.threads);
+    for (const core::ForwardBenchPoint &p : r.points)
+        std::printf("  prompt processing ctx %4d: %10.1f tokens/s  (%d runs; first pass %.3f s)\n", p.ctx,
+                    p.tokensPerSecond, p.runs, p.firstPassSeconds);
+    std::printf("  peak memory %s (weight cache %s of %s budget)\n", formatBytes(double(r.peakRssBytes)).c_str(),
+                formatBytes(double(r.cachedBytes)).c_str(), formatBytes(double(r.weightCacheBytes)).c_str());
+    return 0;
+}
+
+int benchGptqCommand(const Args &args)
+{
+    core::QuantBenchOptions options;
+    options.tokens = args.intValue("tokens", options.tokens, 16, 1 << 20);
+    ConsoleProgress progress(args.has("quiet"));
+    const core::QuantBenchResult r = core::benchGptq(options, progress);
+    progress.finish();
+    if (args.has("json")) {
+        nlohmann::ordered_json j{{"benchmark", "gptq"}, {"threads", r.threads}, {"bits", r.bits},
+                                 {"group_size", r.groupSize}, {"grid", r.grid}};
+        nlohmann::json layers = nlohmann::json::array();
+        for (const core::GptqBenchLayer &l : r.layers)
+            layers.push_back({{"rows", l.rows}, {"cols", l.cols}, {"tokens", l.tokens},
+                              {"seconds_per_layer", l.seconds}, {"hessian_seconds", l.hessianSeconds},
+                              {"rel_error_gptq", l.relErrorGptq}, {"rel_error_rtn", l.relErrorRtn}});
+        j["layers"] = layers;
+        j["rtn_gbps"] = r.rtnGBps;
+        std::printf("%s\n", j.dump(2).c_str());
+        return 0;
+    }
+    std::printf("bench gptq: %d-bit, group %d, %s grid, %d threads\n", r.bits, r.groupSize, r.grid.c_str(), r.threads);
+    for (const core::GptqBenchLayer &l : r.layers)
+        std::printf("  %5lld x %5lld, %d tokens: %7.2f s per layer (H %.2f s, prepare %.2f s, quantize %.2f s); "
+                    "rel. output error GPTQ %.4g vs RTN %.4g\n",
+                    static_cast<long long>(l.rows), static_cast<long long>(l.cols), l.tokens, l.seconds,
+                    l.hessianSeconds, l.prepareSeconds, l.quantizeSeconds, l.relErrorGptq, l.relErrorRtn);
+    std::printf("  RTN: %lld x %lld in %.3f s = %.2f GB/s of float weights\n", static_cast<long long>(r.rtnRows),
+                static_cast<long long>(r.rtnCols), r.rtnSeconds, r.rtnGBps);
+    return 0;
+}
+
 int runBench(const Args &args)
 {
-    const std::string what = args.requirePositional(0, "benchmark name (stats)");
+    const std::string what = args.requirePositional(0, "benchmark name (stats, forward or gptq)");
     if (what == "stats")
         return benchStatsCommand(args);
-    throw UsageError("bench: unknown benchmark '" + what + "' (available: stats)");
+    if (what == "forward")
+        return benchForwardCommand(args);
+    if (what == "gptq")
+        return benchGptqCommand(args);
+    throw UsageError("bench: unknown benchmark '" + what + "' (available: stats, forward, gptq)");
 }
 
 } // namespace
@@ -61,9 +129,11 @@ int runBench(const Args &args)
 Command benchCommand()
 {
     return {"bench",
-            "bench stats MODEL [--json]",
+            "bench stats|forward MODEL [--json] | bench gptq [--tokens N] [--json]",
             "Measure performance figures against a baseline taken in the same run",
-            {{"json", false, "print one JSON object"}},
+            {{"json", false, "print one JSON object"},
+             {"threads", true, "forward: threads (default all)"},
+             {"tokens", true, "gptq: calibration tokens (default 2048)"}},
             runBench};
 }
 

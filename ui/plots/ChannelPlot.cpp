@@ -43,8 +43,10 @@ void ChannelPlot::clear()
     m_plot->replot();
 }
 
-void ChannelPlot::setChannels(const QString &title, const std::vector<float> &absMax, double outlierFactor)
+void ChannelPlot::setChannels(const QString &title, const std::vector<float> &absMax, double outlierFactor,
+                              const QString &valueLabel)
 {
+    m_plot->yAxis->setLabel(valueLabel);
     const core::ChannelOutliers outliers = core::findOutlierChannels(absMax, outlierFactor);
     m_outliers = outliers.channels;
     QVector<double> keys(qsizetype(absMax.size())), values(qsizetype(absMax.size()));
@@ -67,7 +69,9 @@ void ChannelPlot::setChannels(const QString &title, const std::vector<float> &ab
     m_threshold->point2->setCoords(1, outliers.threshold);
     m_plot->xAxis->setLabel(title);
     m_plot->xAxis->setRange(-0.5, std::max<double>(1.0, double(absMax.size()) - 0.5));
-    m_plot->yAxis->setRange(0, std::max(maxValue * 1.08, outliers.threshold * 1.1) + 1e-12);
+    // The threshold line is shown when it is near the data; a far one would flatten every channel.
+    const double top = outliers.threshold < 2.0 * maxValue ? std::max(maxValue, outliers.threshold) : maxValue;
+    m_plot->yAxis->setRange(0, top * 1.1 + 1e-12);
     m_plot->replot();
 }
 

@@ -19,7 +19,8 @@ public:
     explicit ChannelPlot(QWidget *parent = nullptr);
 
     // title: e.g. "input channels"; values: one absmax per channel.
-    void setChannels(const QString &title, const std::vector<float> &absMax, double outlierFactor);
+    void setChannels(const QString &title, const std::vector<float> &absMax, double outlierFactor,
+                     const QString &valueLabel = QStringLiteral("|w| max"));
     void clear();
     const std::vector<int> &outlierChannels() const { return m_outliers; }
     QCustomPlot *plot() const { return m_plot; }

@@ -68,8 +68,27 @@ void HistogramPlot::clear()
     m_plot->replot();
 }
 
+void HistogramPlot::setBins(const std::vector<double> &edges, const std::vector<uint64_t> &counts, double low,
+                            double high, const QString &xLabel, const QString &seriesName)
+{
+    m_normalBars->setName(seriesName);
+    m_fixed = true;
+    m_hasStats = edges.size() == counts.size() + 1 && !counts.empty();
+    m_edges = edges;
+    m_counts = counts;
+    m_low = low;
+    m_high = high;
+    m_xLabel = xLabel;
+    if (m_hasStats)
+        rebuild();
+    else
+        clear();
+}
+
 void HistogramPlot::setStats(const core::WeightStats &stats, double sigma)
 {
+    m_fixed = false;
+    m_normalBars->setName(tr("weights"));
     m_stats.name = stats.name;
     m_stats.mean = stats.mean;
     m_stats.stddev = stats.stddev;
@@ -112,6 +131,12 @@ std::vector<HistogramPlot::BinInfo> HistogramPlot::bins() const
     std::vector<BinInfo> out;
     if (!m_hasStats)
         return out;
+    if (m_fixed) {
+        out.reserve(m_counts.size());
+        for (size_t i = 0; i < m_counts.size(); ++i)
+            out.push_back({m_edges[i], m_edges[i + 1], m_counts[i], m_edges[i] < m_low || m_edges[i + 1] > m_high});
+        return out;
+    }
     const core::Histogram &h = m_symlog ? m_stats.symlogHistogram : m_stats.linearHistogram;
     const size_t n = h.counts.size();
     if (n == 0)
@@ -131,6 +156,10 @@ std::vector<HistogramPlot::BinInfo> HistogramPlot::bins() const
 
 void HistogramPlot::rebuild()
 {
+    if (m_fixed) {
+        rebuildFixed();
+        return;
+    }
     const core::Histogram &h = m_symlog ? m_stats.symlogHistogram : m_stats.linearHistogram;
     const std::vector<BinInfo> info = bins();
     QVector<double> nk, nv, ok, ov;
@@ -157,6 +186,47 @@ void HistogramPlot::rebuild()
     updateThresholdLines();
 }
 
+void HistogramPlot::rebuildFixed()
+{
+    // Trim empty bins at both ends so a doubling histogram's unused range does not squash the data.
+    size_t first = 0, last = m_counts.size();
+    while (first < last && m_counts[first] == 0)
+        ++first;
+    while (last > first && m_counts[last - 1] == 0)
+        --last;
+    QVector<double> nk, nv, ok, ov;
+    double maxCount = 1;
+    const std::vector<BinInfo> info = bins();
+    for (size_t i = first; i < last; ++i) {
+        if (info[i].count == 0)
+            continue;
+        maxCount = std::max(maxCount, double(info[i].count));
+        (info[i].outlier ? ok : nk).push_back(0.5 * (info[i].lo + info[i].hi));
+        (info[i].outlier ? ov : nv).push_back(double(info[i].count));
+    }
+    const double w = m_edges.size() > 1 ? m_edges[1] - m_edges[0] : 1.0;
+    m_normalBars->setWidth(w);
+    m_outlierBars->setWidth(w);
+    m_normalBars->setData(nk, nv, true);
+    m_outlierBars->setData(ok, ov, true);
+    const double lo = first < last ? m_edges[first] : 0.0, hi = first < last ? m_edges[last] : 1.0;
+    const double pad = (hi - lo) * 0.03 + 1e-12;
+    // Show a threshold that lies just outside the data, but do not squash the data for a far one.
+    const double span = hi - lo;
+    const double xlo = m_low < lo && lo - m_low < 0.25 * span ? m_low : lo;
+    const double xhi = m_high > hi && m_high - hi < 0.25 * span ? m_high : hi;
+    m_plot->xAxis->setRange(xlo - pad, xhi + pad);
+    m_plot->yAxis->setRange(0.5, maxCount * 2.0);
+    m_plot->xAxis->setLabel(m_xLabel);
+    m_lowLine->setVisible(m_high > m_low);
+    m_highLine->setVisible(m_high > m_low);
+    m_lowLine->point1->setCoords(m_low, 1);
+    m_lowLine->point2->setCoords(m_low, 10);
+    m_highLine->point1->setCoords(m_high, 1);
+    m_highLine->point2->setCoords(m_high, 10);
+    m_plot->replot();
+}
+
 void HistogramPlot::updateThresholdLines()
 {
     const bool show = m_hasStats && m_stats.stddev > 0;
@@ -175,7 +245,7 @@ void HistogramPlot::updateThresholdLines()
 
 void HistogramPlot::onMousePress(QMouseEvent *event)
 {
-    if (!m_hasStats || m_stats.stddev <= 0 || event->button() != Qt::LeftButton)
+    if (!m_hasStats || m_fixed || m_stats.stddev <= 0 || event->button() != Qt::LeftButton)
         return;
     const double x = event->position().x();
     const double t = m_sigma * m_stats.stddev;
@@ -200,20 +270,30 @@ void HistogramPlot::onMouseMove(QMouseEvent *event)
         Q_EMIT sigmaDragged(sigma);
         return;
     }
-    const core::Histogram &h = m_symlog ? m_stats.symlogHistogram : m_stats.linearHistogram;
-    if (h.counts.empty() || x < h.lo || x > h.hi) {
+    const std::vector<BinInfo> all = bins();
+    size_t i = all.size();
+    if (m_fixed) {
+        for (size_t k = 0; k < all.size(); ++k)
+            if (x >= all[k].lo && x < all[k].hi)
+                i = k;
+    } else {
+        const core::Histogram &h = m_symlog ? m_stats.symlogHistogram : m_stats.linearHistogram;
+        if (!h.counts.empty() && x >= h.lo && x <= h.hi)
+            i = std::min(h.counts.size() - 1, size_t((x - h.lo) / (h.hi - h.lo) * double(h.counts.size())));
+    }
+    if (i >= all.size()) {
         QToolTip::hideText();
         return;
     }
-    const size_t n = h.counts.size();
-    const size_t i = std::min(n - 1, size_t((x - h.lo) / (h.hi - h.lo) * double(n)));
-    const BinInfo b = bins()[i];
+    const BinInfo b = all[i];
     QToolTip::showText(event->globalPosition().toPoint(),
                        tr("[%1, %2)\n%L3 values%4")
                            .arg(b.lo, 0, 'g', 5)
                            .arg(b.hi, 0, 'g', 5)
                            .arg(qulonglong(b.count))
-                           .arg(b.outlier ? tr("\nbeyond %1\u03c3").arg(m_sigma, 0, 'f', 1) : QString()),
+                           .arg(b.outlier ? (m_fixed ? tr("\nbeyond the outlier threshold")
+                                                     : tr("\nbeyond %1\u03c3").arg(m_sigma, 0, 'f', 1))
+                                          : QString()),
                        m_plot);
 }
 

@@ -27,6 +27,10 @@ public:
     void setSymlog(bool symlog);
     bool symlog() const { return m_symlog; }
     void setSigma(double sigma);
+    // A histogram given by bin edges (counts.size() + 1 values, ascending) with fixed outlier thresholds
+    // (bins reaching below low or above high are outlier bins); no dragging. For activations.
+    void setBins(const std::vector<double> &edges, const std::vector<uint64_t> &counts, double low, double high,
+                 const QString &xLabel, const QString &seriesName);
 
     QCustomPlot *plot() const { return m_plot; }
 
@@ -40,6 +44,7 @@ Q_SIGNALS:
 
 private:
     void rebuild();
+    void rebuildFixed();
     void updateThresholdLines();
     double toAxis(double value) const;   // data value -> x coordinate of the shown histogram
     double fromAxis(double x) const;     // inverse
@@ -53,6 +58,12 @@ private:
     QCPItemStraightLine *m_lowLine;
     QCPItemStraightLine *m_highLine;
     bool m_hasStats = false;
+    bool m_fixed = false; // setBins(): fixed edges and thresholds
+    std::vector<double> m_edges;
+    std::vector<uint64_t> m_counts;
+    double m_low = 0.0;
+    double m_high = 0.0;
+    QString m_xLabel;
     core::WeightStats m_stats; // histograms and moments only are used
     double m_sigma = 6.0;
     bool m_symlog = false;

@@ -1,0 +1,654 @@
+#include "stats/ActivationStatsH5.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <hdf5.h>
+#include <nlohmann/json.hpp>
+
+#include "common/AtomicFile.h"
+#include "common/Error.h"
+#include "common/Progress.h"
+#include "common/Version.h"
+
+namespace qs::core {
+
+namespace {
+
+constexpr const char *kContent = "quantscope.activation_stats";
+
+// Owns one HDF5 identifier and closes it with the matching H5?close.
+class Handle
+{
+public:
+    Handle() = default;
+    Handle(hid_t id, herr_t (*close)(hid_t))
+        : m_id(id)
+        , m_close(close)
+    { }
+    ~Handle() { reset(); }
+    Handle(Handle &&o) noexcept
+        : m_id(o.m_id)
+        , m_close(o.m_close)
+    {
+        o.m_id = -1;
+    }
+    Handle &operator=(Handle &&o) noexcept
+    {
+        if (this != &o) {
+            reset();
+            m_id = o.m_id;
+            m_close = o.m_close;
+            o.m_id = -1;
+        }
+        return *this;
+    }
+    Handle(const Handle &) = delete;
+    Handle &operator=(const Handle &) = delete;
+
+    hid_t id() const { return m_id; }
+    // Closes now and reports whether the close succeeded (for the file, where it flushes).
+    bool close()
+    {
+        const bool ok = m_id < 0 || m_close(m_id) >= 0;
+        m_id = -1;
+        return ok;
+    }
+
+private:
+    void reset()
+    {
+        if (m_id >= 0)
+            m_close(m_id);
+        m_id = -1;
+    }
+
+    hid_t m_id = -1;
+    herr_t (*m_close)(hid_t) = nullptr;
+};
+
+// Silences HDF5's automatic error-stack printing for the lifetime of the object (per thread in the
+// thread-safe library), restoring whatever was installed before; our Error messages carry the detail.
+class QuietErrors
+{
+public:
+    QuietErrors()
+    {
+        H5Eget_auto2(H5E_DEFAULT, &m_func, &m_data);
+        H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    }
+    ~QuietErrors() { H5Eset_auto2(H5E_DEFAULT, m_func, m_data); }
+    QuietErrors(const QuietErrors &) = delete;
+    QuietErrors &operator=(const QuietErrors &) = delete;
+
+private:
+    H5E_auto2_t m_func = nullptr;
+    void *m_data = nullptr;
+};
+
+// The most specific message on HDF5's error stack (then cleared), e.g. "unable to open file".
+std::string takeHdf5Message()
+{
+    std::string msg;
+    H5Ewalk2(
+        H5E_DEFAULT, H5E_WALK_UPWARD,
+        [](unsigned n, const H5E_error2_t *err, void *data) -> herr_t {
+            if (n == 0 && err && err->desc)
+                *static_cast<std::string *>(data) = err->desc;
+            return 0;
+        },
+        &msg);
+    H5Eclear2(H5E_DEFAULT);
+    return msg;
+}
+
+// Every HDF5 call goes through one of these so a failure names the file, the object and HDF5's reason.
+struct Ctx
+{
+    std::string path;
+
+    [[noreturn]] void failH5(const std::string &what) const
+    {
+        const std::string reason = takeHdf5Message();
+        fail(path, reason.empty() ? what : what + " (HDF5: " + reason + ")");
+    }
+    hid_t check(hid_t id, const std::string &what) const
+    {
+        if (id < 0)
+            failH5(what);
+        return id;
+    }
+    void ok(herr_t status, const std::string &what) const
+    {
+        if (status < 0)
+            failH5(what);
+    }
+    Handle group(hid_t loc, const std::string &name, bool create) const
+    {
+        const hid_t id = create ? H5Gcreate2(loc, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)
+                                : H5Gopen2(loc, name.c_str(), H5P_DEFAULT);
+        return Handle(check(id, (create ? "cannot create group " : "missing group ") + name), H5Gclose);
+    }
+};
+
+Handle stringType(const Ctx &ctx)
+{
+    Handle t(ctx.check(H5Tcopy(H5T_C_S1), "cannot create the string type"), H5Tclose);
+    ctx.ok(H5Tset_size(t.id(), H5T_VARIABLE), "cannot size the string type");
+    ctx.ok(H5Tset_cset(t.id(), H5T_CSET_UTF8), "cannot set UTF-8 on the string type");
+    ctx.ok(H5Tset_strpad(t.id(), H5T_STR_NULLTERM), "cannot set the string padding");
+    return t;
+}
+
+// h5py maps an int8 enum {FALSE = 0, TRUE = 1} to numpy bool (formats.md §6).
+Handle boolType(const Ctx &ctx)
+{
+    Handle t(ctx.check(H5Tenum_create(H5T_NATIVE_INT8), "cannot create the bool type"), H5Tclose);
+    int8_t v = 0;
+    ctx.ok(H5Tenum_insert(t.id(), "FALSE", &v), "cannot create the bool type");
+    v = 1;
+    ctx.ok(H5Tenum_insert(t.id(), "TRUE", &v), "cannot create the bool type");
+    return t;
+}
+
+// --- writing -------------------------------------------------------------------------------------------------
+
+void writeAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name, hid_t fileType, hid_t memType,
+    const void *value)
+{
+    Handle space(ctx.check(H5Screate(H5S_SCALAR), "cannot create a dataspace"), H5Sclose);
+    Handle attr(ctx.check(H5Acreate2(loc, name, fileType, space.id(), H5P_DEFAULT, H5P_DEFAULT),
+                    "cannot create attribute " + where + "@" + name),
+        H5Aclose);
+    ctx.ok(H5Awrite(attr.id(), memType, value), "cannot write attribute " + where + "@" + name);
+}
+
+void writeAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name, const std::string &value)
+{
+    Handle t = stringType(ctx);
+    const char *p = value.c_str();
+    writeAttr(ctx, loc, where, name, t.id(), t.id(), &p);
+}
+
+void writeAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name, int64_t value)
+{
+    writeAttr(ctx, loc, where, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value);
+}
+
+void writeAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name, uint64_t value)
+{
+    writeAttr(ctx, loc, where, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, &value);
+}
+
+void writeAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name, double value)
+{
+    writeAttr(ctx, loc, where, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value);
+}
+
+void writeBoolAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name, bool value)
+{
+    Handle t = boolType(ctx);
+    const int8_t v = value ? 1 : 0;
+    writeAttr(ctx, loc, where, name, t.id(), t.id(), &v);
+}
+
+void writeStringsAttr(
+    const Ctx &ctx, hid_t loc, const std::string &where, const char *name, const std::vector<std::string> &values)
+{
+    Handle t = stringType(ctx);
+    const hsize_t n = values.size();
+    Handle space(ctx.check(H5Screate_simple(1, &n, nullptr), "cannot create a dataspace"), H5Sclose);
+    Handle attr(ctx.check(H5Acreate2(loc, name, t.id(), space.id(), H5P_DEFAULT, H5P_DEFAULT),
+                    "cannot create attribute " + where + "@" + name),
+        H5Aclose);
+    std::vector<const char *> ptrs;
+    for (const std::string &s : values)
+        ptrs.push_back(s.c_str());
+    if (!ptrs.empty())
+        ctx.ok(H5Awrite(attr.id(), t.id(), ptrs.data()), "cannot write attribute " + where + "@" + name);
+}
+
+void writeStringDataset(const Ctx &ctx, hid_t loc, const std::string &where, const char *name, const std::string &text)
+{
+    Handle t = stringType(ctx);
+    Handle space(ctx.check(H5Screate(H5S_SCALAR), "cannot create a dataspace"), H5Sclose);
+    Handle ds(ctx.check(H5Dcreate2(loc, name, t.id(), space.id(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                  "cannot create dataset " + where + "/" + name),
+        H5Dclose);
+    const char *p = text.c_str();
+    ctx.ok(H5Dwrite(ds.id(), t.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &p), "cannot write dataset " + where + "/" + name);
+}
+
+void writeVector(const Ctx &ctx, hid_t loc, const std::string &where, const char *name, hid_t fileType, hid_t memType,
+    size_t n, const void *data)
+{
+    const hsize_t dims = n;
+    Handle space(ctx.check(H5Screate_simple(1, &dims, nullptr), "cannot create a dataspace"), H5Sclose);
+    Handle ds(ctx.check(H5Dcreate2(loc, name, fileType, space.id(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                  "cannot create dataset " + where + "/" + name),
+        H5Dclose);
+    if (n > 0) // an empty dataset (no outliers) has no storage to write
+        ctx.ok(H5Dwrite(ds.id(), memType, H5S_ALL, H5S_ALL, H5P_DEFAULT, data),
+            "cannot write dataset " + where + "/" + name);
+}
+
+void writeHessian(const Ctx &ctx, hid_t loc, const std::string &where, const InputActivationStats &s)
+{
+    const hsize_t n = hsize_t(s.cols);
+    const hsize_t dims[2] = { n, n };
+    // Chunks of whole rows, about 1 MiB each (h5py guidance: 10 KiB - 1 MiB), so reading a row block
+    // touches only the chunks it needs.
+    const hsize_t rowsPerChunk = std::clamp<hsize_t>((hsize_t(1) << 17) / std::max<hsize_t>(n, 1), 1, n);
+    const hsize_t chunk[2] = { rowsPerChunk, n };
+    Handle space(ctx.check(H5Screate_simple(2, dims, nullptr), "cannot create a dataspace"), H5Sclose);
+    Handle dcpl(ctx.check(H5Pcreate(H5P_DATASET_CREATE), "cannot create dataset properties"), H5Pclose);
+    ctx.ok(H5Pset_chunk(dcpl.id(), 2, chunk), "cannot set chunking for " + where + "/hessian");
+    Handle ds(ctx.check(H5Dcreate2(loc, "hessian", H5T_IEEE_F64LE, space.id(), H5P_DEFAULT, dcpl.id(), H5P_DEFAULT),
+                  "cannot create dataset " + where + "/hessian"),
+        H5Dclose);
+    // Eigen stores column-major and the file is row-major; the matrix is symmetric, so the bytes agree.
+    ctx.ok(H5Dwrite(ds.id(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, s.hessian.data()),
+        "cannot write dataset " + where + "/hessian");
+    writeAttr(ctx, ds.id(), where + "/hessian", "tokens", uint64_t(s.tokens));
+    writeAttr(ctx, ds.id(), where + "/hessian", "definition",
+        std::string("sum over tokens of x x^T (no factor 2, not averaged); GPTQ's H = 2/tokens times this"));
+}
+
+void writeInput(const Ctx &ctx, hid_t group, const std::string &where, const InputActivationStats &s)
+{
+    if (s.channelAbsMax.size() != size_t(s.cols) || s.channelMeanAbs.size() != size_t(s.cols)
+        || s.channelMeanSquare.size() != size_t(s.cols) || s.outlierTokenShare.size() != s.outlierChannels.size()
+        || (s.hasHessian && (s.hessian.rows() != s.cols || s.hessian.cols() != s.cols)))
+        fail(ctx.path,
+            where + ": inconsistent statistics (vector sizes do not match " + std::to_string(s.cols) + " columns)");
+
+    writeAttr(ctx, group, where, "block", int64_t(s.block));
+    writeAttr(ctx, group, where, "input", std::string(linearInputName(s.input)));
+    writeStringsAttr(ctx, group, where, "layers", s.layers());
+    writeAttr(ctx, group, where, "cols", int64_t(s.cols));
+    writeAttr(ctx, group, where, "tokens", uint64_t(s.tokens));
+    writeAttr(ctx, group, where, "non_finite_tokens", uint64_t(s.nonFiniteTokens));
+    writeAttr(ctx, group, where, "min", s.min);
+    writeAttr(ctx, group, where, "max", s.max);
+    writeAttr(ctx, group, where, "absmax", s.absMax);
+    writeAttr(ctx, group, where, "histogram_range", s.histogramRange);
+    writeAttr(ctx, group, where, "outlier_factor", s.outlierFactor);
+    writeAttr(ctx, group, where, "outlier_median", s.outlierMedian);
+    writeAttr(ctx, group, where, "outlier_threshold", s.outlierThreshold);
+    writeBoolAttr(ctx, group, where, "outlier_share_exact", s.outlierShareExact);
+    writeBoolAttr(ctx, group, where, "has_hessian", s.hasHessian);
+
+    const size_t cols = size_t(s.cols);
+    writeVector(ctx, group, where, "channel_absmax", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, cols, s.channelAbsMax.data());
+    writeVector(
+        ctx, group, where, "channel_mean_abs", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, cols, s.channelMeanAbs.data());
+    writeVector(
+        ctx, group, where, "channel_mean_square", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, cols, s.channelMeanSquare.data());
+    writeVector(ctx, group, where, "histogram_counts", H5T_STD_U64LE, H5T_NATIVE_UINT64, s.histogramCounts.size(),
+        s.histogramCounts.data());
+    const std::vector<double> edges = s.histogramEdges();
+    writeVector(ctx, group, where, "histogram_edges", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, edges.size(), edges.data());
+    writeVector(ctx, group, where, "outlier_channels", H5T_STD_I32LE, H5T_NATIVE_INT, s.outlierChannels.size(),
+        s.outlierChannels.data());
+    writeVector(ctx, group, where, "outlier_token_share", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, s.outlierTokenShare.size(),
+        s.outlierTokenShare.data());
+    if (s.hasHessian)
+        writeHessian(ctx, group, where, s);
+}
+
+std::string blockGroupName(int block)
+{
+    return block < 0 ? std::string("lm_head") : std::to_string(block);
+}
+
+// --- reading -------------------------------------------------------------------------------------------------
+
+bool exists(hid_t loc, const char *name)
+{
+    return H5Lexists(loc, name, H5P_DEFAULT) > 0;
+}
+
+std::string readStringFrom(const Ctx &ctx, hid_t obj, bool isAttr, const std::string &what)
+{
+    Handle ftype(ctx.check(isAttr ? H5Aget_type(obj) : H5Dget_type(obj), "cannot read the type of " + what), H5Tclose);
+    if (H5Tget_class(ftype.id()) != H5T_STRING)
+        fail(ctx.path, what + " is not a string");
+    const htri_t variable = H5Tis_variable_str(ftype.id());
+    if (variable > 0) {
+        Handle mtype = stringType(ctx);
+        char *buffer = nullptr;
+        ctx.ok(isAttr ? H5Aread(obj, mtype.id(), &buffer)
+                      : H5Dread(obj, mtype.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &buffer),
+            "cannot read " + what);
+        std::string s = buffer ? buffer : "";
+        H5free_memory(buffer);
+        return s;
+    }
+    // Fixed-length strings (written by other tools): read the bytes and stop at the first NUL.
+    const size_t size = H5Tget_size(ftype.id());
+    std::string s(size, '\0');
+    ctx.ok(
+        isAttr ? H5Aread(obj, ftype.id(), s.data()) : H5Dread(obj, ftype.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, s.data()),
+        "cannot read " + what);
+    s.resize(std::strlen(s.c_str()));
+    return s;
+}
+
+Handle openAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name)
+{
+    if (H5Aexists(loc, name) <= 0)
+        fail(ctx.path, where + ": missing attribute " + name);
+    return Handle(ctx.check(H5Aopen(loc, name, H5P_DEFAULT), "cannot open attribute " + where + "@" + name), H5Aclose);
+}
+
+std::string readStringAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name)
+{
+    Handle a = openAttr(ctx, loc, where, name);
+    return readStringFrom(ctx, a.id(), true, where + "@" + name);
+}
+
+template <class T>
+T readNumberAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name, hid_t memType)
+{
+    Handle a = openAttr(ctx, loc, where, name);
+    T v {};
+    ctx.ok(H5Aread(a.id(), memType, &v), "cannot read attribute " + where + "@" + name);
+    return v;
+}
+
+bool readBoolAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name)
+{
+    Handle a = openAttr(ctx, loc, where, name);
+    Handle ftype(ctx.check(H5Aget_type(a.id()), "cannot read the type of " + where + "@" + name), H5Tclose);
+    int8_t v = 0;
+    if (H5Tget_class(ftype.id()) == H5T_ENUM) {
+        Handle t = boolType(ctx);
+        ctx.ok(H5Aread(a.id(), t.id(), &v), "cannot read attribute " + where + "@" + name);
+    } else {
+        ctx.ok(H5Aread(a.id(), H5T_NATIVE_INT8, &v), "cannot read attribute " + where + "@" + name);
+    }
+    return v != 0;
+}
+
+// Opens a dataset and checks its shape: rank 1 with expected elements (expected < 0: any length).
+Handle openVector(const Ctx &ctx, hid_t loc, const std::string &where, const char *name, int64_t expected, size_t &n)
+{
+    if (!exists(loc, name))
+        fail(ctx.path, where + ": missing dataset " + name);
+    Handle ds(ctx.check(H5Dopen2(loc, name, H5P_DEFAULT), "cannot open dataset " + where + "/" + name), H5Dclose);
+    Handle space(ctx.check(H5Dget_space(ds.id()), "cannot read the shape of " + where + "/" + name), H5Sclose);
+    hsize_t dims[2] = { 0, 0 };
+    const int rank = H5Sget_simple_extent_ndims(space.id());
+    if (rank != 1)
+        fail(ctx.path, where + "/" + name + " has " + std::to_string(rank) + " dimensions, expected 1");
+    H5Sget_simple_extent_dims(space.id(), dims, nullptr);
+    if (expected >= 0 && dims[0] != hsize_t(expected))
+        fail(ctx.path,
+            where + "/" + name + " has " + std::to_string(dims[0]) + " values, expected " + std::to_string(expected));
+    n = size_t(dims[0]);
+    return ds;
+}
+
+template <class T>
+std::vector<T> readVector(
+    const Ctx &ctx, hid_t loc, const std::string &where, const char *name, hid_t memType, int64_t expected)
+{
+    size_t n = 0;
+    Handle ds = openVector(ctx, loc, where, name, expected, n);
+    std::vector<T> v(n);
+    if (n > 0)
+        ctx.ok(H5Dread(ds.id(), memType, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()),
+            "cannot read dataset " + where + "/" + name);
+    return v;
+}
+
+Eigen::MatrixXd readHessianDataset(const Ctx &ctx, hid_t group, const std::string &where, int64_t cols)
+{
+    if (!exists(group, "hessian"))
+        fail(ctx.path, where + ": has no hessian");
+    Handle ds(
+        ctx.check(H5Dopen2(group, "hessian", H5P_DEFAULT), "cannot open dataset " + where + "/hessian"), H5Dclose);
+    Handle space(ctx.check(H5Dget_space(ds.id()), "cannot read the shape of " + where + "/hessian"), H5Sclose);
+    hsize_t dims[2] = { 0, 0 };
+    if (H5Sget_simple_extent_ndims(space.id()) != 2)
+        fail(ctx.path, where + "/hessian is not a matrix");
+    H5Sget_simple_extent_dims(space.id(), dims, nullptr);
+    if (dims[0] != hsize_t(cols) || dims[1] != hsize_t(cols))
+        fail(ctx.path,
+            where + "/hessian is " + std::to_string(dims[0]) + " x " + std::to_string(dims[1]) + ", expected "
+                + std::to_string(cols) + " x " + std::to_string(cols));
+    Eigen::MatrixXd h(cols, cols);
+    ctx.ok(H5Dread(ds.id(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, h.data()),
+        "cannot read dataset " + where + "/hessian");
+    h.transposeInPlace(); // file rows are row-major; exact even for a matrix that is not symmetric
+    return h;
+}
+
+LinearInput parseInput(const Ctx &ctx, const std::string &where, const std::string &name)
+{
+    for (LinearInput in :
+        { LinearInput::AttnIn, LinearInput::AttnOut, LinearInput::MlpIn, LinearInput::MlpAct, LinearInput::Head })
+        if (name == linearInputName(in))
+            return in;
+    fail(ctx.path, where + ": unknown input kind '" + name + "'");
+}
+
+InputActivationStats readInput(const Ctx &ctx, hid_t g, const std::string &where, bool loadHessian)
+{
+    InputActivationStats s;
+    s.block = int(readNumberAttr<int64_t>(ctx, g, where, "block", H5T_NATIVE_INT64));
+    s.input = parseInput(ctx, where, readStringAttr(ctx, g, where, "input"));
+    s.cols = readNumberAttr<int64_t>(ctx, g, where, "cols", H5T_NATIVE_INT64);
+    if (s.cols <= 0)
+        fail(ctx.path, where + "@cols is " + std::to_string(s.cols));
+    s.tokens = readNumberAttr<uint64_t>(ctx, g, where, "tokens", H5T_NATIVE_UINT64);
+    s.nonFiniteTokens = readNumberAttr<uint64_t>(ctx, g, where, "non_finite_tokens", H5T_NATIVE_UINT64);
+    s.min = readNumberAttr<double>(ctx, g, where, "min", H5T_NATIVE_DOUBLE);
+    s.max = readNumberAttr<double>(ctx, g, where, "max", H5T_NATIVE_DOUBLE);
+    s.absMax = readNumberAttr<double>(ctx, g, where, "absmax", H5T_NATIVE_DOUBLE);
+    s.histogramRange = readNumberAttr<double>(ctx, g, where, "histogram_range", H5T_NATIVE_DOUBLE);
+    s.outlierFactor = readNumberAttr<double>(ctx, g, where, "outlier_factor", H5T_NATIVE_DOUBLE);
+    s.outlierMedian = readNumberAttr<double>(ctx, g, where, "outlier_median", H5T_NATIVE_DOUBLE);
+    s.outlierThreshold = readNumberAttr<double>(ctx, g, where, "outlier_threshold", H5T_NATIVE_DOUBLE);
+    s.outlierShareExact = readBoolAttr(ctx, g, where, "outlier_share_exact");
+    s.hasHessian = readBoolAttr(ctx, g, where, "has_hessian");
+
+    s.channelAbsMax = readVector<float>(ctx, g, where, "channel_absmax", H5T_NATIVE_FLOAT, s.cols);
+    s.channelMeanAbs = readVector<double>(ctx, g, where, "channel_mean_abs", H5T_NATIVE_DOUBLE, s.cols);
+    s.channelMeanSquare = readVector<double>(ctx, g, where, "channel_mean_square", H5T_NATIVE_DOUBLE, s.cols);
+    s.histogramCounts = readVector<uint64_t>(ctx, g, where, "histogram_counts", H5T_NATIVE_UINT64, -1);
+    // The edges follow from the range and the bin count; checking their count catches a truncated file.
+    readVector<double>(ctx, g, where, "histogram_edges", H5T_NATIVE_DOUBLE, int64_t(s.histogramCounts.size()) + 1);
+    s.outlierChannels = readVector<int>(ctx, g, where, "outlier_channels", H5T_NATIVE_INT, -1);
+    s.outlierTokenShare = readVector<double>(
+        ctx, g, where, "outlier_token_share", H5T_NATIVE_DOUBLE, int64_t(s.outlierChannels.size()));
+    if (s.hasHessian && loadHessian)
+        s.hessian = readHessianDataset(ctx, g, where, s.cols);
+    return s;
+}
+
+std::vector<std::string> childNames(const Ctx &ctx, hid_t group, const std::string &where)
+{
+    H5G_info_t info {};
+    ctx.ok(H5Gget_info(group, &info), "cannot list " + where);
+    std::vector<std::string> names;
+    for (hsize_t i = 0; i < info.nlinks; ++i) {
+        const ssize_t len = H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+        if (len < 0)
+            ctx.failH5("cannot list " + where);
+        std::string name(size_t(len) + 1, '\0');
+        H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size(), H5P_DEFAULT);
+        name.resize(size_t(len));
+        names.push_back(name);
+    }
+    return names;
+}
+
+Handle openFile(const Ctx &ctx)
+{
+    if (H5Fis_hdf5(ctx.path.c_str()) <= 0) {
+        takeHdf5Message();
+        FILE *f = std::fopen(ctx.path.c_str(), "rb");
+        if (!f)
+            fail(ctx.path, "cannot open: " + std::string(std::strerror(errno)));
+        std::fclose(f);
+        fail(ctx.path, "is not an HDF5 file");
+    }
+    Handle file(ctx.check(H5Fopen(ctx.path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "cannot open"), H5Fclose);
+    const std::string where = "/";
+    const int64_t version = readNumberAttr<int64_t>(ctx, file.id(), where, "format_version", H5T_NATIVE_INT64);
+    if (version > kActivationStatsFormatVersion)
+        fail(ctx.path,
+            "was written by a newer QuantScope (format_version " + std::to_string(version) + "; this build reads up to "
+                + std::to_string(kActivationStatsFormatVersion) + ")");
+    if (H5Aexists(file.id(), "content") > 0 && readStringAttr(ctx, file.id(), where, "content") != kContent)
+        fail(ctx.path,
+            "is not an activation statistics file (content is '" + readStringAttr(ctx, file.id(), where, "content")
+                + "')");
+    return file;
+}
+
+} // namespace
+
+std::string activationGroupPath(int block, LinearInput input)
+{
+    return "/activations/" + blockGroupName(block) + "/" + linearInputName(input);
+}
+
+void writeActivationStatsH5(const std::string &path, const std::vector<InputActivationStats> &stats,
+    const nlohmann::json &calibration, Progress *progress)
+{
+    const Ctx ctx { path };
+    std::vector<const InputActivationStats *> order;
+    for (const InputActivationStats &s : stats)
+        order.push_back(&s);
+    std::stable_sort(order.begin(), order.end(), [](const InputActivationStats *a, const InputActivationStats *b) {
+        const int ba = a->block < 0 ? INT32_MAX : a->block;
+        const int bb = b->block < 0 ? INT32_MAX : b->block;
+        return ba != bb ? ba < bb : uint8_t(a->input) < uint8_t(b->input);
+    });
+    for (size_t i = 1; i < order.size(); ++i)
+        if (order[i]->block == order[i - 1]->block && order[i]->input == order[i - 1]->input)
+            fail(path, "two statistics for " + activationGroupPath(order[i]->block, order[i]->input));
+    if (progress)
+        progress->setTotal(double(order.size()));
+
+    // The temporary file is named and removed by AtomicFile; HDF5 writes it by name, and AtomicFile's
+    // commit() syncs it (same inode) and renames it into place.
+    AtomicFile target(path);
+    const QuietErrors quiet;
+    {
+        Handle file(ctx.check(H5Fcreate(target.tempPath().c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
+                        "cannot create " + target.tempPath()),
+            H5Fclose);
+        {
+            const hid_t root = file.id();
+            writeAttr(ctx, root, "/", "format_version", int64_t(kActivationStatsFormatVersion));
+            writeAttr(ctx, root, "/", "created_by", "QuantScope " + quantscopeVersion());
+            writeAttr(ctx, root, "/", "content", std::string(kContent));
+
+            Handle calib = ctx.group(root, "calibration", true);
+            if (calibration.is_object()) {
+                // Scalars also as attributes so h5py users see them at a glance; the JSON is authoritative.
+                for (const auto &[key, value] : calibration.items()) {
+                    if (value.is_string())
+                        writeAttr(ctx, calib.id(), "/calibration", key.c_str(), value.get<std::string>());
+                    else if (value.is_boolean())
+                        writeBoolAttr(ctx, calib.id(), "/calibration", key.c_str(), value.get<bool>());
+                    else if (value.is_number_unsigned())
+                        writeAttr(ctx, calib.id(), "/calibration", key.c_str(), value.get<uint64_t>());
+                    else if (value.is_number_integer())
+                        writeAttr(ctx, calib.id(), "/calibration", key.c_str(), value.get<int64_t>());
+                    else if (value.is_number_float())
+                        writeAttr(ctx, calib.id(), "/calibration", key.c_str(), value.get<double>());
+                }
+            }
+            writeStringDataset(ctx, calib.id(), "/calibration", "provenance_json", calibration.dump(2));
+
+            Handle activations = ctx.group(root, "activations", true);
+            Handle blockGroup;
+            int currentBlock = 0;
+            bool haveBlock = false;
+            for (const InputActivationStats *s : order) {
+                if (progress)
+                    progress->throwIfCancelled();
+                if (!haveBlock || s->block != currentBlock) {
+                    blockGroup = ctx.group(activations.id(), blockGroupName(s->block), true);
+                    currentBlock = s->block;
+                    haveBlock = true;
+                }
+                const std::string where = activationGroupPath(s->block, s->input);
+                Handle g = ctx.group(blockGroup.id(), linearInputName(s->input), true);
+                writeInput(ctx, g.id(), where, *s);
+                if (progress)
+                    progress->advance(1.0);
+            }
+        }
+        // Every object above is closed, so this close really flushes and releases the file.
+        if (!file.close())
+            ctx.failH5("cannot finish writing " + target.tempPath());
+    }
+    target.commit();
+}
+
+ActivationStatsFile readActivationStatsH5(const std::string &path, bool loadHessians)
+{
+    const Ctx ctx { path };
+    const QuietErrors quiet;
+    Handle file = openFile(ctx);
+    ActivationStatsFile out;
+    out.formatVersion = int(readNumberAttr<int64_t>(ctx, file.id(), "/", "format_version", H5T_NATIVE_INT64));
+    out.createdBy = readStringAttr(ctx, file.id(), "/", "created_by");
+    if (exists(file.id(), "calibration")) {
+        Handle calib = ctx.group(file.id(), "calibration", false);
+        if (exists(calib.id(), "provenance_json")) {
+            Handle ds(ctx.check(H5Dopen2(calib.id(), "provenance_json", H5P_DEFAULT),
+                          "cannot open dataset /calibration/provenance_json"),
+                H5Dclose);
+            out.calibrationJson = readStringFrom(ctx, ds.id(), false, "/calibration/provenance_json");
+        }
+    }
+    if (!exists(file.id(), "activations"))
+        fail(path, "has no /activations group");
+    Handle activations = ctx.group(file.id(), "activations", false);
+    for (const std::string &blockName : childNames(ctx, activations.id(), "/activations")) {
+        Handle blockGroup = ctx.group(activations.id(), blockName, false);
+        const std::string blockWhere = "/activations/" + blockName;
+        for (const std::string &inputName : childNames(ctx, blockGroup.id(), blockWhere)) {
+            Handle g = ctx.group(blockGroup.id(), inputName, false);
+            out.inputs.push_back(readInput(ctx, g.id(), blockWhere + "/" + inputName, loadHessians));
+        }
+    }
+    // Names sort as text ("10" before "2"); return them in model order like the collector does.
+    std::stable_sort(
+        out.inputs.begin(), out.inputs.end(), [](const InputActivationStats &a, const InputActivationStats &b) {
+            const int ba = a.block < 0 ? INT32_MAX : a.block;
+            const int bb = b.block < 0 ? INT32_MAX : b.block;
+            return ba != bb ? ba < bb : uint8_t(a.input) < uint8_t(b.input);
+        });
+    return out;
+}
+
+Eigen::MatrixXd readActivationHessian(const std::string &path, int block, LinearInput input)
+{
+    const Ctx ctx { path };
+    const QuietErrors quiet;
+    Handle file = openFile(ctx);
+    const std::string where = activationGroupPath(block, input);
+    if (!exists(file.id(), "activations"))
+        fail(path, "has no /activations group");
+    Handle activations = ctx.group(file.id(), "activations", false);
+    const std::string blockName = blockGroupName(block);
+    if (!exists(activations.id(), blockName.c_str()))
+        fail(path, "has no statistics for " + where);
+    Handle blockGroup = ctx.group(activations.id(), blockName, false);
+    if (!exists(blockGroup.id(), linearInputName(input)))
+        fail(path, "has no statistics for " + where);
+    Handle g = ctx.group(blockGroup.id(), linearInputName(input), false);
+    const int64_t cols = readNumberAttr<int64_t>(ctx, g.id(), where, "cols", H5T_NATIVE_INT64);
+    return readHessianDataset(ctx, g.id(), where, cols);
+}
+
+} // namespace qs::core
