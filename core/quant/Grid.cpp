@@ -1,0 +1,281 @@
+#include "quant/Grid.h"
+
+#include <algorithm>
+
+#include "common/Error.h"
+#include "common/Half.h"
+
+namespace qs::core {
+
+namespace {
+
+// NaN-safe clamp: a NaN lands on lo instead of reaching an undefined float → int conversion.
+inline float clampf(float x, float lo, float hi)
+{
+    x = x >= lo ? x : lo;
+    return x <= hi ? x : hi;
+}
+
+// Absmax floor of the symmetric grids with a reference floor (SmoothQuant / AWQ clamp(min=1e-5)).
+constexpr float kSymAbsmaxFloor = 1e-5f;
+// Range floor of the AWQ asymmetric grid (pseudo_quantize_tensor).
+constexpr float kAwqRangeFloor = 1e-5f;
+
+} // namespace
+
+const char *roundingModeName(RoundingMode m)
+{
+    switch (m) {
+    case RoundingMode::HalfToEven:
+        return "half_to_even";
+    case RoundingMode::HalfAwayFromZero:
+        return "half_away_from_zero";
+    case RoundingMode::HalfUp:
+        return "half_up";
+    }
+    return "?";
+}
+
+const char *symConventionName(SymConvention c)
+{
+    switch (c) {
+    case SymConvention::None:
+        return "none";
+    case SymConvention::Restricted:
+        return "restricted";
+    case SymConvention::FullSigned:
+        return "full_signed";
+    case SymConvention::GptqMidpoint:
+        return "gptq_midpoint";
+    case SymConvention::SignedMax:
+        return "signed_max";
+    }
+    return "?";
+}
+
+const std::vector<GridInfo> &gridTable()
+{
+    using R = RoundingMode;
+    using S = SymConvention;
+    static const std::vector<GridInfo> table = {
+        { GridId::MinMax, "minmax", "asymmetric min-max with 0 forced into the range (GPTQ reference)", 2, 8, 0,
+          false, S::None, R::HalfToEven, false, "" },
+        { GridId::MinMaxAwq, "minmax_awq", "asymmetric on the raw min/max, zero clamped (AWQ reference)", 2, 8, 0,
+          false, S::None, R::HalfToEven, false, "" },
+        { GridId::Sym, "sym", "symmetric, codes +-(2^(b-1)-1), scale absmax/(2^(b-1)-1) (SmoothQuant, AWQ)", 2, 8,
+          0, true, S::Restricted, R::HalfToEven, false, "" },
+        { GridId::SymFull, "sym_full", "symmetric, codes -2^(b-1)..2^(b-1)-1, scale absmax/2^(b-1) (DeepSpeed/ZeroQuant)",
+          2, 8, 0, true, S::FullSigned, R::HalfToEven, false, "" },
+        { GridId::SymGptq, "sym_gptq", "symmetric GPTQ: unsigned codes, zero 2^(b-1), scale 2*absmax/(2^b-1)", 2, 8, 0,
+          true, S::GptqMidpoint, R::HalfToEven, false, "" },
+        { GridId::SignedMax, "signed_max", "llama.cpp signed max: scale = max-|x| element/-2^(b-1), extreme hit exactly",
+          2, 8, 0, true, S::SignedMax, R::HalfUp, false, "" },
+        { GridId::GgufQ4_0, "gguf_q4_0", "GGUF Q4_0 blocks: 4-bit signed max, groups of 32, f16 scale", 4, 4, 32, true,
+          S::SignedMax, R::HalfUp, true, "Q4_0" },
+        { GridId::GgufQ5_0, "gguf_q5_0", "GGUF Q5_0 blocks: 5-bit signed max, groups of 32, f16 scale", 5, 5, 32, true,
+          S::SignedMax, R::HalfUp, true, "Q5_0" },
+        { GridId::GgufQ8_0, "gguf_q8_0", "GGUF Q8_0 blocks: 8-bit absmax/127, groups of 32, f16 scale, roundf", 8, 8, 32,
+          true, S::Restricted, R::HalfAwayFromZero, true, "Q8_0" },
+    };
+    return table;
+}
+
+const GridInfo &gridInfo(GridId id)
+{
+    return gridTable()[size_t(id)];
+}
+
+const GridInfo *findGrid(std::string_view name)
+{
+    for (const GridInfo &g : gridTable())
+        if (name == g.name)
+            return &g;
+    return nullptr;
+}
+
+std::string gridNames()
+{
+    std::string s;
+    for (const GridInfo &g : gridTable()) {
+        if (!s.empty())
+            s += ", ";
+        s += g.name;
+    }
+    return s;
+}
+
+float roundToHalf(float x)
+{
+    return halfToFloat(floatToHalf(x));
+}
+
+Grid::Grid(GridId id, int bits) : m_id(id), m_bits(bits)
+{
+    const GridInfo &g = gridInfo(id);
+    if (bits < g.minBits || bits > g.maxBits) {
+        if (g.minBits == g.maxBits)
+            throw Error("grid '" + std::string(g.name) + "' needs bits = " + std::to_string(g.minBits) + " (got " +
+                        std::to_string(bits) + ")");
+        throw Error("grid '" + std::string(g.name) + "' supports bits " + std::to_string(g.minBits) + ".." +
+                    std::to_string(g.maxBits) + " (got " + std::to_string(bits) + ")");
+    }
+    m_qmax = (1 << bits) - 1;
+    m_half = 1 << (bits - 1);
+}
+
+Grid Grid::fromName(std::string_view name, int bits)
+{
+    const GridInfo *g = findGrid(name);
+    if (!g)
+        throw Error("unknown grid '" + std::string(name) + "' (known: " + gridNames() + ")");
+    return Grid(g->id, bits);
+}
+
+void Grid::checkShape(int64_t cols, int groupSize, const std::string &what) const
+{
+    const GridInfo &g = info();
+    if (groupSize == 0 || groupSize < -1)
+        throw Error(what + ": group size must be -1 (whole row) or positive (got " + std::to_string(groupSize) + ")");
+    if (g.requiredGroupSize > 0) {
+        if (groupSize != g.requiredGroupSize)
+            throw Error(what + ": grid '" + g.name + "' needs group_size " + std::to_string(g.requiredGroupSize) +
+                        " (got " + std::to_string(groupSize) + ")");
+        if (cols % g.requiredGroupSize != 0)
+            throw Error(what + ": grid '" + g.name + "' needs a column count that is a multiple of " +
+                        std::to_string(g.requiredGroupSize) + " (got " + std::to_string(cols) + ")");
+    }
+}
+
+GroupParams Grid::params(const RangeStats &s) const
+{
+    GroupParams p;
+    const float half = float(m_half);
+    switch (m_id) {
+    case GridId::MinMax: {
+        float lo = s.empty() ? 0.0f : std::min(s.min, 0.0f);
+        float hi = s.empty() ? 0.0f : std::max(s.max, 0.0f);
+        if (lo == 0.0f && hi == 0.0f) {
+            lo = -1.0f;
+            hi = 1.0f;
+        }
+        p.scale = (hi - lo) / float(m_qmax);
+        p.zero = std::nearbyint(-lo / p.scale);
+        break;
+    }
+    case GridId::MinMaxAwq: {
+        const float lo = s.empty() ? 0.0f : s.min;
+        const float hi = s.empty() ? 0.0f : s.max;
+        p.scale = std::max(hi - lo, kAwqRangeFloor) / float(m_qmax);
+        p.zero = clampf(-std::nearbyint(lo / p.scale), 0.0f, float(m_qmax));
+        break;
+    }
+    case GridId::Sym:
+        p.scale = std::max(s.absmax, kSymAbsmaxFloor) / (half - 1.0f);
+        p.zero = half;
+        break;
+    case GridId::SymFull:
+        p.scale = std::max(s.absmax, kSymAbsmaxFloor) / half;
+        p.zero = half;
+        break;
+    case GridId::SymGptq: {
+        const float am = s.absmax == 0.0f ? 1.0f : s.absmax; // GPTQ: all-zero group → range (−1, +1)
+        p.scale = (am + am) / float(m_qmax);
+        p.zero = half;
+        break;
+    }
+    case GridId::SignedMax:
+        p.scale = s.signedMax / -half;
+        p.zero = half;
+        break;
+    case GridId::GgufQ4_0:
+    case GridId::GgufQ5_0:
+        p.scale = roundToHalf(s.signedMax / -half);
+        p.zero = half;
+        break;
+    case GridId::GgufQ8_0:
+        p.scale = roundToHalf(s.absmax / 127.0f);
+        p.zero = half;
+        break;
+    }
+    p.inv = p.scale != 0.0f ? 1.0f / p.scale : 0.0f;
+    return p;
+}
+
+GroupParams Grid::params(const float *v, int64_t n) const
+{
+    RangeStats s;
+    for (int64_t i = 0; i < n; ++i)
+        s.add(v[i]);
+    return params(s);
+}
+
+uint8_t Grid::quantize(float w, const GroupParams &p) const
+{
+    const float qmax = float(m_qmax);
+    const float half = float(m_half);
+    float q = 0.0f;
+    switch (m_id) {
+    case GridId::MinMax:
+    case GridId::MinMaxAwq:
+    case GridId::SymGptq:
+        q = clampf(std::nearbyint(w / p.scale) + p.zero, 0.0f, qmax);
+        break;
+    case GridId::Sym:
+        q = clampf(std::nearbyint(w / p.scale), 1.0f - half, half - 1.0f) + half;
+        break;
+    case GridId::SymFull:
+        q = clampf(std::nearbyint(w / p.scale), -half, half - 1.0f) + half;
+        break;
+    case GridId::SignedMax:
+    case GridId::GgufQ4_0:
+    case GridId::GgufQ5_0:
+        // llama.cpp: (int8_t)(x*id + 8.5f), i.e. the offset is added in float before truncating.
+        q = clampf(std::floor(w * p.inv + (half + 0.5f)), 0.0f, qmax);
+        break;
+    case GridId::GgufQ8_0:
+        q = clampf(std::round(w * p.inv), -128.0f, 127.0f) + 128.0f;
+        break;
+    }
+    return uint8_t(q);
+}
+
+void Grid::quantizeSpan(const float *w, int64_t n, const GroupParams &p, uint8_t *codes, float *deq) const
+{
+    // The switch sits outside the element loop so each case compiles to a plain (vectorisable) loop.
+    auto run = [&](auto &&codeOf) {
+        for (int64_t i = 0; i < n; ++i) {
+            const uint8_t q = codeOf(w[i]);
+            if (codes)
+                codes[i] = q;
+            if (deq)
+                deq[i] = dequantizeCode(q, p.scale, p.zero);
+        }
+    };
+    const float qmax = float(m_qmax);
+    const float half = float(m_half);
+    switch (m_id) {
+    case GridId::MinMax:
+    case GridId::MinMaxAwq:
+    case GridId::SymGptq:
+        run([&](float x) { return uint8_t(clampf(std::nearbyint(x / p.scale) + p.zero, 0.0f, qmax)); });
+        break;
+    case GridId::Sym:
+        run([&](float x) { return uint8_t(clampf(std::nearbyint(x / p.scale), 1.0f - half, half - 1.0f) + half); });
+        break;
+    case GridId::SymFull:
+        run([&](float x) { return uint8_t(clampf(std::nearbyint(x / p.scale), -half, half - 1.0f) + half); });
+        break;
+    case GridId::SignedMax:
+    case GridId::GgufQ4_0:
+    case GridId::GgufQ5_0: {
+        const float off = half + 0.5f;
+        run([&](float x) { return uint8_t(clampf(std::floor(x * p.inv + off), 0.0f, qmax)); });
+        break;
+    }
+    case GridId::GgufQ8_0:
+        run([&](float x) { return uint8_t(clampf(std::round(x * p.inv), -128.0f, 127.0f) + 128.0f); });
+        break;
+    }
+}
+
+} // namespace qs::core

@@ -1,0 +1,188 @@
+#pragma once
+// The uniform quantization grids every method reuses (specs/algorithms.md §1.1, §8.2), as one table.
+//
+// Every grid maps a group of weights to parameters (scale, zero) and each weight to an unsigned code
+// q ∈ [0, 2^b − 1] such that the dequantized value is exactly   ŵ = scale · (q − zero)   (float
+// arithmetic, see dequantizeCode()). Symmetric grids store signed codes offset by 2^(b−1), so their
+// zero is the fixed 2^(b−1); asymmetric grids carry an integer zero in [0, 2^b − 1].
+//
+// Grids (ids are the values of the method parameter "grid", see gridTable()):
+//   minmax        asymmetric min–max with 0 forced into the range (GPTQ reference quant.py);
+//                 all-zero group → range (−1, +1). Half-to-even rounding. Never clips a one-signed group.
+//   minmax_awq    asymmetric on the raw min/max (AWQ pseudo_quantize_tensor): scale floor 1e-5/qmax,
+//                 z clamped to [0, qmax] — one-signed groups lose their far end (§1.1).
+//   sym           convention (a), restricted signed: codes ±(2^(b−1) − 1), scale = absmax/(2^(b−1) − 1),
+//                 absmax floored at 1e-5 (SmoothQuant fake quant, AWQ no-zero-point branch). Exactly
+//                 sign-symmetric. b = 2 is ternary.
+//   sym_full      convention (b), DeepSpeed SymQuantizer: codes −2^(b−1)..2^(b−1)−1, scale = absmax/2^(b−1)
+//                 (absmax floored at 1e-5 like "sym"); +absmax clamps one step down.
+//   sym_gptq      convention (c), GPTQ sym=True: unsigned codes, fixed z = 2^(b−1), scale = 2·absmax/qmax;
+//                 all-zero group → absmax 1. (The reference keeps xmin = 0 for all-non-negative groups and
+//                 then halves the scale, clipping their upper half; we use 2·absmax/qmax for every group.)
+//   signed_max    convention (d), llama.cpp "signed max" at any bit width and group size: m = the element
+//                 with the largest |x| (first one on ties), d = m/(−2^(b−1)), code = ⌊x/d + 2^(b−1) + ½⌋
+//                 clamped to [0, qmax]. The extreme element is hit exactly; the scale may be negative.
+//   gguf_q4_0     signed_max with b = 4, groups of 32 and the scale rounded to f16 (GGUF Q4_0 blocks).
+//   gguf_q5_0     signed_max with b = 5, groups of 32, f16 scale (GGUF Q5_0 blocks).
+//   gguf_q8_0     8-bit, groups of 32, d = absmax/127 rounded to f16, q = roundf(x/d) (half away from
+//                 zero) in [−128, 127], code q + 128 (GGUF Q8_0 blocks).
+//
+// GGUF grids and f16: the block scale d is stored as f16, so we round d to f16 BEFORE computing codes and
+// use the rounded value for the codes and the dequantized weights. Decoding an exported block (formats.md
+// §2.6: x = d·(q − 8) for Q4_0, d·q for Q8_0) then gives exactly our dequantized floats. llama.cpp itself
+// picks codes with the unrounded fp32 1/d, so its codes can differ from ours where x/d lies within ~2^-11
+// of a rounding boundary; both decode exactly to what each computed, ours to the values we evaluated.
+// Like llama.cpp, codes use the reciprocal (x·(1/d)), and an all-zero block gets d = 0 with all codes at
+// the zero point (no NaN).
+//
+// Rounding: minmax*/sym* use half-to-even (torch.round; std::nearbyint under the default FE_TONEAREST);
+// Q8_0 uses half away from zero (roundf); Q4_0/Q5_0/signed_max use ⌊v + ½⌋ on non-negative v, computed as
+// llama.cpp does (the offset is added before the floor, in float).
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace qs::core {
+
+enum class RoundingMode : uint8_t {
+    HalfToEven,       // std::nearbyint (torch.round, llama.cpp nearest_int)
+    HalfAwayFromZero, // std::round (C roundf, llama.cpp Q8_0)
+    HalfUp,           // ⌊x + ½⌋ (llama.cpp Q4_0/Q5_0/Q4_1/Q5_1 truncation of non-negative x + ½)
+};
+const char *roundingModeName(RoundingMode m); // "half_to_even", "half_away_from_zero", "half_up"
+
+inline float roundWith(float x, RoundingMode mode)
+{
+    switch (mode) {
+    case RoundingMode::HalfToEven:
+        return std::nearbyint(x);
+    case RoundingMode::HalfAwayFromZero:
+        return std::round(x);
+    case RoundingMode::HalfUp:
+        return std::floor(x + 0.5f);
+    }
+    return x;
+}
+
+// How a symmetric grid lays out its levels (algorithms.md §1.1, table "Symmetric"). None = asymmetric.
+enum class SymConvention : uint8_t {
+    None,
+    Restricted,   // (a) ±(2^(b−1) − 1), absmax/(2^(b−1) − 1)
+    FullSigned,   // (b) −2^(b−1)..2^(b−1)−1, absmax/2^(b−1)
+    GptqMidpoint, // (c) unsigned, z = 2^(b−1), 2·absmax/qmax
+    SignedMax,    // (d) llama.cpp Q4_0/Q5_0: d = signed max/(−2^(b−1))
+};
+const char *symConventionName(SymConvention c); // "none", "restricted", "full_signed", "gptq_midpoint", "signed_max"
+
+enum class GridId : uint8_t { MinMax, MinMaxAwq, Sym, SymFull, SymGptq, SignedMax, GgufQ4_0, GgufQ5_0, GgufQ8_0 };
+
+struct GridInfo
+{
+    GridId id;
+    const char *name;        // the "grid" parameter value
+    const char *description; // one line for menus and --list-methods
+    int minBits;
+    int maxBits;
+    int requiredGroupSize;   // 0: any group size; 32 for the GGUF block grids
+    bool symmetric;          // zero point fixed at 2^(b−1) (not stored)
+    SymConvention convention;
+    RoundingMode rounding;
+    bool f16Scale;           // scale rounded to f16 before computing codes (exact GGUF export)
+    const char *ggmlType;    // ggml type these groups are blocks of ("Q4_0"), or "" when none
+};
+
+// All grids, in GridId order. Drives the "grid" choice parameter, validation and help text.
+const std::vector<GridInfo> &gridTable();
+const GridInfo &gridInfo(GridId id);
+const GridInfo *findGrid(std::string_view name); // nullptr when unknown
+std::string gridNames();                         // "minmax, minmax_awq, sym, ..." (for messages)
+
+// Running statistics of one group; every grid's parameters are a function of these.
+struct RangeStats
+{
+    float min = INFINITY;
+    float max = -INFINITY;
+    float absmax = 0.0f;
+    float signedMax = 0.0f; // the element with the largest |x|, sign kept; the first one on ties
+
+    void add(float v)
+    {
+        min = v < min ? v : min;
+        max = v > max ? v : max;
+        const float a = std::fabs(v);
+        if (a > absmax) {
+            absmax = a;
+            signedMax = v;
+        }
+    }
+    // Combines statistics of consecutive spans (other follows this in element order).
+    void merge(const RangeStats &other)
+    {
+        min = other.min < min ? other.min : min;
+        max = other.max > max ? other.max : max;
+        if (other.absmax > absmax) {
+            absmax = other.absmax;
+            signedMax = other.signedMax;
+        }
+    }
+    bool empty() const { return !(min <= max); }
+};
+
+// Parameters of one group: ŵ = scale·(q − zero). inv is the reciprocal used by the grids that multiply
+// (llama.cpp style: 0 when scale is 0); the others divide by scale as their references do.
+struct GroupParams
+{
+    float scale = 1.0f;
+    float zero = 0.0f;
+    float inv = 1.0f;
+};
+
+// The one dequantization formula of the whole quantization engine (validation checks it bit for bit).
+inline float dequantizeCode(uint8_t q, float scale, float zero)
+{
+    return scale * (float(q) - zero);
+}
+
+// A grid at a bit width. Cheap to copy; all methods are const and thread-safe.
+class Grid
+{
+public:
+    Grid() = default;
+    // Throws Error when bits is outside the grid's range.
+    Grid(GridId id, int bits);
+    // Throws Error naming the unknown grid and listing the known ones.
+    static Grid fromName(std::string_view name, int bits);
+
+    GridId id() const { return m_id; }
+    const GridInfo &info() const { return gridInfo(m_id); }
+    int bits() const { return m_bits; }
+    int qmax() const { return m_qmax; }
+    bool symmetric() const { return info().symmetric; }
+
+    // Throws Error when the group size (−1: whole row) or column count does not suit this grid
+    // (GGUF grids need groups of exactly 32 and cols a multiple of 32). what names the tensor.
+    void checkShape(int64_t cols, int groupSize, const std::string &what) const;
+
+    GroupParams params(const RangeStats &s) const;
+    GroupParams params(const float *v, int64_t n) const;
+
+    uint8_t quantize(float w, const GroupParams &p) const;
+    float qdq(float w, const GroupParams &p) const { return dequantizeCode(quantize(w, p), p.scale, p.zero); }
+
+    // Quantizes n contiguous values with one parameter set; codes and/or deq may be null.
+    void quantizeSpan(const float *w, int64_t n, const GroupParams &p, uint8_t *codes, float *deq) const;
+
+private:
+    GridId m_id = GridId::MinMax;
+    int m_bits = 4;
+    int m_qmax = 15;
+    int m_half = 8; // 2^(b−1)
+};
+
+// Rounds a float to the nearest f16 value (as a float): what a GGUF/GPTQ file will hold.
+float roundToHalf(float x);
+
+} // namespace qs::core
