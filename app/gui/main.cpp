@@ -9,6 +9,10 @@
 
 int main(int argc, char **argv)
 {
+    // Jobs run OpenMP regions from several pool threads at once; spinning idle OpenMP workers would steal
+    // the cores those jobs need. Passive waiting costs little here (set OMP_WAIT_POLICY to override).
+    if (!qEnvironmentVariableIsSet("OMP_WAIT_POLICY"))
+        qputenv("OMP_WAIT_POLICY", "passive");
     QApplication app(argc, argv);
     QApplication::setApplicationName(QStringLiteral("QuantScope"));
     QApplication::setOrganizationName(QStringLiteral("QuantScope"));
