@@ -23,6 +23,12 @@
 #include "LogDock.h"
 #include "ModelDock.h"
 #include "ModelSession.h"
+#include "PlanDock.h"
+#include "PlanModel.h"
+#include "RunsModel.h"
+#include "RunsView.h"
+#include "quant/Pipeline.h"
+#include <nlohmann/json.hpp>
 #include "Settings.h"
 #include "StartPage.h"
 #include "common/Version.h"
@@ -58,6 +64,26 @@ MainWindow::MainWindow(QWidget *parent)
     m_plotTabs->addTab(m_layerView, tr("Layer"));
     m_activationView = new ActivationView(m_session, this);
     m_plotTabs->addTab(m_activationView, tr("Activations"));
+    m_runs = new RunsModel(m_session, this);
+    m_runsView = new RunsView(m_session, m_runs, this);
+    m_plotTabs->addTab(m_runsView, tr("Runs"));
+    connect(m_runs, &RunsModel::message, this, [this](const QString &t) { m_logDock->append(LogLevel::Warning, t); });
+    connect(m_runs, &RunsModel::runFinished, this, [this](int id) {
+        const auto run = m_runs->run(id);
+        if (!run)
+            return;
+        if (run->state == RunsModel::State::Done && run->result) {
+            QString summary = tr("%1 done: %2 bits/weight").arg(run->name).arg(run->result->bitsPerWeight, 0, 'f', 3);
+            if (run->result->evaluation)
+                summary += tr(", perplexity %1 (original %2), KLD %3")
+                               .arg(run->result->evaluation->perplexity, 0, 'f', 4)
+                               .arg(run->result->evaluation->originalPerplexity, 0, 'f', 4)
+                               .arg(run->result->evaluation->kldMean, 0, 'g', 4);
+            m_logDock->append(LogLevel::Info, summary);
+            for (const std::string &w : run->result->warnings)
+                m_logDock->append(LogLevel::Warning, QString::fromStdString(w));
+        }
+    });
     setCentralWidget(m_plotTabs);
     m_session->setOutlierSigma(m_settings->outlierSigma());
     m_session->setHistogramBins(m_settings->histogramBins());
@@ -114,12 +140,11 @@ void MainWindow::createDocks()
     });
     addDockWidget(Qt::LeftDockWidgetArea, m_modelDock);
 
-    m_planDock = new QDockWidget(tr("Plan"), this);
-    m_planDock->setObjectName(QStringLiteral("PlanDock"));
-    auto *planPlaceholder = new QLabel(tr("The per-layer quantization plan appears here once a model is open."), m_planDock);
-    planPlaceholder->setAlignment(Qt::AlignCenter);
-    planPlaceholder->setWordWrap(true);
-    m_planDock->setWidget(planPlaceholder);
+    auto *planDock = new PlanDock(m_session, m_undoStack, this);
+    m_planDock = planDock;
+    connect(planDock, &PlanDock::message, this, [this](const QString &t) { m_logDock->append(LogLevel::Info, t); });
+    connect(planDock, &PlanDock::quantizeRequested, this, &MainWindow::startQuantization);
+    connect(planDock, &PlanDock::layerSelected, this, [modelDock](int tensor) { modelDock->selectTensor(tensor); });
     addDockWidget(Qt::RightDockWidgetArea, m_planDock);
     m_calibrationDock = new CalibrationDock(m_session, m_settings, this);
     addDockWidget(Qt::RightDockWidgetArea, m_calibrationDock);
@@ -187,6 +212,15 @@ void MainWindow::createMenus()
                               static_cast<QDockWidget *>(m_logDock)})
         m_viewMenu->addAction(dock->toggleViewAction());
 
+    QMenu *run = menuBar()->addMenu(tr("&Run"));
+    QAction *quantize = run->addAction(tr("&Quantize with plan"), this, &MainWindow::startQuantization);
+    quantize->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_R));
+    run->addAction(tr("Run &calibration"), this, [this] { m_calibrationDock->startCalibration(); });
+    run->addAction(tr("&Evaluate perplexity"), this, [this] { m_calibrationDock->startEvaluation(); });
+    run->addSeparator();
+    QAction *rule = run->addAction(tr("Plan &rule\u2026"), this, [this] { static_cast<PlanDock *>(m_planDock)->showRuleDialog(); });
+    rule->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_R));
+
     QMenu *help = menuBar()->addMenu(tr("&Help"));
     help->addAction(tr("&About QuantScope"), this, &MainWindow::showAbout);
     help->addAction(tr("About &Qt"), qApp, &QApplication::aboutQt);
@@ -244,6 +278,36 @@ void MainWindow::openDemoModel()
 {
     m_logDock->append(LogLevel::Info, tr("Opening the synthetic demo model (%1)").arg(ModelSession::demoModelPath()));
     m_session->openDemoModel();
+}
+
+void MainWindow::startQuantization()
+{
+    auto *planDock = static_cast<PlanDock *>(m_planDock);
+    if (!m_session->model() || planDock->planModel()->rowCount() == 0)
+        return;
+    if (m_settings->calibrationText().isEmpty()) {
+        m_calibrationDock->show();
+        m_calibrationDock->raise();
+        QMessageBox::information(this, tr("Calibration text needed"),
+                                 tr("Choose a calibration text in the Calibration & evaluation dock first; "
+                                    "the same settings (samples, tokens, seed) are used for quantization."));
+        return;
+    }
+    core::PipelineOptions options;
+    options.calibrationText = m_settings->calibrationText().toStdString();
+    options.samples = m_settings->calibrationSamples();
+    options.seqLen = m_settings->calibrationSeqLen();
+    options.seed = uint64_t(m_settings->calibrationSeed());
+    options.evalText = m_settings->evalText().toStdString();
+    options.eval.ctx = m_settings->evalContext();
+    options.eval.maxChunks = m_settings->evalMaxChunks();
+    options.eval.protocol = core::parseEvalProtocol(m_settings->evalProtocol().toStdString());
+    const nlohmann::json plan = planDock->planModel()->toPlanJson();
+    const QString name = tr("Run %1: %2 %3-bit").arg(m_runs->runs().size() + 1)
+                             .arg(QString::fromStdString(plan["default"].value("method", std::string("?"))))
+                             .arg(plan["default"].value("bits", 0));
+    if (m_runs->startRun(plan, options, name) > 0)
+        m_plotTabs->setCurrentWidget(m_runsView);
 }
 
 void MainWindow::showAbout()

@@ -14,6 +14,8 @@ class JobRunner;
 class ActivationView;
 class CalibrationDock;
 class JobsDock;
+class RunsModel;
+class RunsView;
 class LayerView;
 class LogDock;
 class ModelSession;
@@ -28,6 +30,9 @@ public:
 
     void openPath(const QString &path);
     void openDemoModel();
+    void startQuantization();
+    RunsModel *runsModel() const { return m_runs; }
+    RunsView *runsView() const { return m_runsView; }
 
     JobRunner *jobRunner() const { return m_runner; }
     ModelSession *session() const { return m_session; }
@@ -62,6 +67,8 @@ private:
     LayerView *m_layerView = nullptr;
     ActivationView *m_activationView = nullptr;
     CalibrationDock *m_calibrationDock = nullptr;
+    RunsModel *m_runs = nullptr;
+    RunsView *m_runsView = nullptr;
     JobsDock *m_jobsDock = nullptr;
     LogDock *m_logDock = nullptr;
     QDockWidget *m_modelDock = nullptr;

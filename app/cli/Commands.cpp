@@ -7,6 +7,7 @@ Command makeDemoCommand();
 Command benchCommand();
 Command evalCommand();
 Command calibrateCommand();
+Command quantizeCommand();
 
 const std::vector<Command> &commands()
 {
@@ -15,6 +16,7 @@ const std::vector<Command> &commands()
         makeDemoCommand(),
         evalCommand(),
         calibrateCommand(),
+        quantizeCommand(),
         benchCommand(),
     };
     return table;

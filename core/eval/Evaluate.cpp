@@ -108,8 +108,8 @@ ChunkPlan planChunks(const HyperParams &h, const std::vector<int32_t> &tokens, c
     const int64_t used = p.chunks * options.ctx;
     for (int64_t i = 0; i < used; ++i)
         if (tokens[size_t(i)] < 0 || tokens[size_t(i)] >= h.vocabSize)
-            throw Error("evaluation: token id " + std::to_string(tokens[size_t(i)]) + " at position " + std::to_string(i)
-                + " is outside the vocabulary of " + std::to_string(h.vocabSize));
+            throw Error("evaluation: token id " + std::to_string(tokens[size_t(i)]) + " at position "
+                + std::to_string(i) + " is outside the vocabulary of " + std::to_string(h.vocabSize));
     p.replaceFirstWithBos = options.protocol == EvalProtocol::LlamaCpp && h.addBos;
     p.bos = h.bosTokenId;
     if (p.replaceFirstWithBos && (p.bos < 0 || p.bos >= h.vocabSize))
@@ -130,8 +130,10 @@ std::vector<int32_t> chunkTokens(const std::vector<int32_t> &tokens, const Chunk
 const char *evalProtocolName(EvalProtocol p)
 {
     switch (p) {
-    case EvalProtocol::LlamaCpp: return "llamacpp";
-    case EvalProtocol::Gptq: return "gptq";
+    case EvalProtocol::LlamaCpp:
+        return "llamacpp";
+    case EvalProtocol::Gptq:
+        return "gptq";
     }
     return "?";
 }
@@ -170,8 +172,8 @@ std::vector<int32_t> withLeadingBos(const HyperParams &hparams, std::vector<int3
     return tokens;
 }
 
-PerplexityResult evaluatePerplexity(ForwardEngine &engine, const std::vector<int32_t> &tokens,
-    const EvalOptions &options, Progress &progress)
+PerplexityResult evaluatePerplexity(
+    ForwardEngine &engine, const std::vector<int32_t> &tokens, const EvalOptions &options, Progress &progress)
 {
     const HyperParams &h = engine.hparams();
     const ChunkPlan plan = planChunks(h, tokens, options);
@@ -228,10 +230,10 @@ KldResult evaluateKld(ForwardEngine &model, ForwardEngine &reference, const std:
     for (int64_t c = 0; c < plan.chunks; ++c) {
         progress.throwIfCancelled();
         const std::vector<int32_t> chunk = chunkTokens(tokens, plan, options.ctx, c);
-        reference.forward(chunk.data(), options.ctx, Logits::into(logitsRef.data(), first, first + perChunk), nullptr,
-            &progress);
-        model.forward(chunk.data(), options.ctx, Logits::into(logitsModel.data(), first, first + perChunk), nullptr,
-            &progress);
+        reference.forward(
+            chunk.data(), options.ctx, Logits::into(logitsRef.data(), first, first + perChunk), nullptr, &progress);
+        model.forward(
+            chunk.data(), options.ctx, Logits::into(logitsModel.data(), first, first + perChunk), nullptr, &progress);
         const int32_t *targets = tokens.data() + c * options.ctx + 1;
         const size_t base = size_t(c * perChunk);
 #pragma omp parallel for schedule(static) num_threads(model.threads()) if (perChunk * V > (int64_t(1) << 16))

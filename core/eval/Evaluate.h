@@ -92,8 +92,8 @@ struct KldResult
 // Progress: setTotal(chunks), advance(1) per chunk; cancellable between chunks and blocks.
 // Throws Error when the stream is shorter than one chunk, ctx leaves nothing to score, or a token is
 // outside the vocabulary; Cancelled.
-PerplexityResult evaluatePerplexity(ForwardEngine &engine, const std::vector<int32_t> &tokens,
-    const EvalOptions &options, Progress &progress);
+PerplexityResult evaluatePerplexity(
+    ForwardEngine &engine, const std::vector<int32_t> &tokens, const EvalOptions &options, Progress &progress);
 
 // Chunks and BOS handling follow `model`'s hyper-parameters; both models must share the vocabulary size
 // and BOS (Error otherwise). The llamacpp protocol is llama.cpp's KLD mode; gptq is accepted and labelled.

@@ -6,6 +6,7 @@
 #include "io/GgufReader.h"
 #include "io/HfFolderReader.h"
 #include "io/Llama2cReader.h"
+#include "io/RunReader.h"
 
 namespace qs::core {
 
@@ -13,6 +14,8 @@ const std::vector<ModelFormat> &modelFormats()
 {
     // One entry per format; order matters only when two probes could both accept a path.
     static const std::vector<ModelFormat> formats = {
+        {"run", "QuantScope quantization run (folder with run.json)", {"run.json"}, &RunReader::probe,
+         &RunReader::open},
         {"safetensors", "Hugging Face folder (config.json + safetensors)", {"config.json", "*.safetensors"},
          &HfFolderReader::probe, &HfFolderReader::open},
         {"llama2c", "llama2.c checkpoint (.bin)", {"*.bin"}, &Llama2cReader::probe, &Llama2cReader::open},

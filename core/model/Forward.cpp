@@ -20,10 +20,6 @@ using ConstMapRM = Eigen::Map<const MatRM>;
 using StridedMap = Eigen::Map<MatRM, 0, Strided>;
 using RowVec = Eigen::Map<const Eigen::Matrix<float, 1, Eigen::Dynamic>>;
 
-// Tiles of the LM head output and of streamed LM head rows stay around this size, so that a 128k
-// vocabulary never needs a [positions × vocab] or a whole float32 [vocab × hidden] buffer.
-constexpr int64_t kTileBytes = int64_t(64) << 20;
-
 // Multiply-adds below which a GEMM runs on one thread. Eigen would split products from about 50k
 // multiply-adds per thread, where the spin synchronisation between threads costs more than it saves (and
 // on a machine with other load, a lot more); below ~16M (a few milliseconds on one core) one thread wins.
@@ -37,7 +33,11 @@ constexpr int64_t kLoadChunkElements = int64_t(1) << 16;
 class OmpThreadsScope
 {
 public:
-    explicit OmpThreadsScope(int threads) : m_saved(omp_get_max_threads()) { omp_set_num_threads(threads); }
+    explicit OmpThreadsScope(int threads)
+        : m_saved(omp_get_max_threads())
+    {
+        omp_set_num_threads(threads);
+    }
     ~OmpThreadsScope() { omp_set_num_threads(m_saved); }
     OmpThreadsScope(const OmpThreadsScope &) = delete;
     OmpThreadsScope &operator=(const OmpThreadsScope &) = delete;
@@ -61,7 +61,9 @@ template <class F> void gemm(int64_t m, int64_t n, int64_t k, F &&product)
 class LoadPlan
 {
 public:
-    explicit LoadPlan(const Model &model) : m_model(model) {}
+    explicit LoadPlan(const Model &model)
+        : m_model(model)
+    { }
 
     // Rows [firstRow, firstRow + rows) of t into dst (rows × t.cols floats).
     void add(const Tensor &t, float *dst, int64_t firstRow = 0, int64_t rows = -1)
@@ -177,26 +179,35 @@ struct ForwardEngine::Scratch
 {
     struct Buffer
     {
-        explicit Buffer(int64_t n) : p(std::make_unique_for_overwrite<float[]>(size_t(n))) {}
+        explicit Buffer(int64_t n)
+            : p(std::make_unique_for_overwrite<float[]>(size_t(n)))
+        { }
         float *data() { return p.get(); }
         std::unique_ptr<float[]> p;
     };
     Scratch(const HyperParams &h, int64_t n)
-        : qDim(int64_t(h.numHeads) * h.headDim), kvDim(int64_t(h.numKvHeads) * h.headDim),
-          qkvCols(qDim + 2 * kvDim), xn(n * h.hiddenSize), qkv(n * qkvCols), attn(n * qDim),
-          gateUp(n * 2 * h.intermediateSize), act(n * h.intermediateSize)
-    {
-    }
+        : qDim(int64_t(h.numHeads) * h.headDim)
+        , kvDim(int64_t(h.numKvHeads) * h.headDim)
+        , qkvCols(qDim + 2 * kvDim)
+        , xn(n * h.hiddenSize)
+        , qkv(n * qkvCols)
+        , attn(n * qDim)
+        , gateUp(n * 2 * h.intermediateSize)
+        , act(n * h.intermediateSize)
+    { }
     int64_t qDim, kvDim, qkvCols;
     Buffer xn, qkv, attn, gateUp, act;
 };
 
 ForwardEngine::ForwardEngine(std::shared_ptr<const Model> model, ForwardOptions options)
-    : m_model(std::move(model)), m_options(options)
+    : m_model(std::move(model))
+    , m_options(options)
 {
     if (!m_model)
         throw Error("forward pass: no model");
     m_threads = m_options.threads > 0 ? m_options.threads : omp_get_max_threads();
+    if (!m_options.inputTransform)
+        m_options.inputTransform = m_model->inputTransform; // a quantized run's activation quantization
     const HyperParams &h = m_model->hparams;
     if (h.hiddenSize <= 0 || h.numLayers <= 0 || h.numHeads <= 0 || h.numKvHeads <= 0 || h.headDim <= 0
         || h.headDim % 2 != 0 || h.numHeads % h.numKvHeads != 0 || h.vocabSize <= 0 || h.intermediateSize <= 0)
@@ -377,6 +388,8 @@ void ForwardEngine::runBlockImpl(int block, const BlockWeights &w, float *x, int
 
     // Attention.
     kernels::rmsNorm(x, w.attnNorm.data(), n, H, h.rmsEps, s.xn.data());
+    if (m_options.inputTransform)
+        m_options.inputTransform(block, LinearInput::AttnIn, s.xn.data(), n, H);
     if (observe)
         observer->onLinearInput(block, LinearInput::AttnIn, s.xn.data(), n, H);
     MapRM QKV(s.qkv.data(), n, qkvCols);
@@ -401,6 +414,8 @@ void ForwardEngine::runBlockImpl(int block, const BlockWeights &w, float *x, int
     }
     kernels::causalAttention({ h.numHeads, h.numKvHeads, h.headDim }, s.qkv.data(), qkvCols, kPtr, vPtr, kvStride, n,
         posOffset, s.attn.data(), qDim);
+    if (m_options.inputTransform)
+        m_options.inputTransform(block, LinearInput::AttnOut, s.attn.data(), n, qDim);
     if (observe)
         observer->onLinearInput(block, LinearInput::AttnOut, s.attn.data(), n, qDim);
     gemm(n, H, qDim,
@@ -410,6 +425,8 @@ void ForwardEngine::runBlockImpl(int block, const BlockWeights &w, float *x, int
 
     // MLP.
     kernels::rmsNorm(x, w.mlpNorm.data(), n, H, h.rmsEps, s.xn.data());
+    if (m_options.inputTransform)
+        m_options.inputTransform(block, LinearInput::MlpIn, s.xn.data(), n, H);
     if (observe)
         observer->onLinearInput(block, LinearInput::MlpIn, s.xn.data(), n, H);
     MapRM GU(s.gateUp.data(), n, 2 * I);
@@ -418,6 +435,8 @@ void ForwardEngine::runBlockImpl(int block, const BlockWeights &w, float *x, int
     if (!w.gateUpBias.empty())
         GU.rowwise() += RowVec(w.gateUpBias.data(), 2 * I);
     kernels::swiglu(s.gateUp.data(), n, I, s.act.data());
+    if (m_options.inputTransform)
+        m_options.inputTransform(block, LinearInput::MlpAct, s.act.data(), n, I);
     if (observe)
         observer->onLinearInput(block, LinearInput::MlpAct, s.act.data(), n, I);
     gemm(n, H, I, [&] { X.noalias() += ConstMapRM(s.act.data(), n, I) * ConstMapRM(w.down.data(), H, I).transpose(); });
@@ -433,12 +452,14 @@ void ForwardEngine::computeLogits(const HeadWeights *head, const float *xn, int6
     const int64_t H = hparams().hiddenSize, V = hparams().vocabSize;
     const ConstMapRM Xn(xn, rows, H);
     if (head) {
-        gemm(rows, V, H, [&] { MapRM(out, rows, V).noalias() = Xn * ConstMapRM(head->lmHead.data(), V, H).transpose(); });
+        gemm(rows, V, H,
+            [&] { MapRM(out, rows, V).noalias() = Xn * ConstMapRM(head->lmHead.data(), V, H).transpose(); });
         return;
     }
     // The LM head does not fit the cache: stream it in tiles of vocabulary rows.
     const Tensor &t = m_model->tensor("lm_head");
-    const int64_t tileRows = std::clamp<int64_t>(kTileBytes / (H * int64_t(sizeof(float))), 1, V);
+    const int64_t tileBytes = int64_t(m_options.headTileBytes);
+    const int64_t tileRows = std::clamp<int64_t>(tileBytes / (H * int64_t(sizeof(float))), 1, V);
     FloatBuffer tile;
     tile.allocate(tileRows * H);
     for (int64_t v0 = 0; v0 < V; v0 += tileRows) {
@@ -461,7 +482,8 @@ void ForwardEngine::produceLogits(const float *xn, int64_t n, const Logits &outp
         computeLogits(head.get(), xn + output.first * H, output.count(), output.data);
         return;
     }
-    const int64_t tile = std::clamp<int64_t>(kTileBytes / (V * int64_t(sizeof(float))), 1, output.count());
+    const int64_t tileBytes = int64_t(m_options.headTileBytes);
+    const int64_t tile = std::clamp<int64_t>(tileBytes / (V * int64_t(sizeof(float))), 1, output.count());
     FloatBuffer buffer;
     buffer.allocate(tile * V);
     for (int64_t p = output.first; p < output.last; p += tile) {
@@ -471,14 +493,14 @@ void ForwardEngine::produceLogits(const float *xn, int64_t n, const Logits &outp
     }
 }
 
-void ForwardEngine::forward(const int32_t *tokens, int64_t n, Logits output, ActivationObserver *observer,
-    Progress *progress)
+void ForwardEngine::forward(
+    const int32_t *tokens, int64_t n, Logits output, ActivationObserver *observer, Progress *progress)
 {
     if (n <= 0)
         throw Error("forward pass: empty token sequence");
     if (output.first < 0 || output.last < output.first || output.last > n)
-        throw Error("forward pass: logits range [" + std::to_string(output.first) + ", "
-            + std::to_string(output.last) + ") outside the " + std::to_string(n) + " positions");
+        throw Error("forward pass: logits range [" + std::to_string(output.first) + ", " + std::to_string(output.last)
+            + ") outside the " + std::to_string(n) + " positions");
     if (output.count() > 0 && !output.data && !output.sink)
         throw Error("forward pass: logits requested without a destination");
     checkTokens(tokens, n);
@@ -513,6 +535,8 @@ void ForwardEngine::forward(const int32_t *tokens, int64_t n, Logits output, Act
     if (progress)
         progress->throwIfCancelled();
     kernels::rmsNorm(x.data(), m_finalNorm.data(), n, H, h.rmsEps, scratch.xn.data());
+    if (m_options.inputTransform)
+        m_options.inputTransform(-1, LinearInput::Head, scratch.xn.data(), n, H);
     if (observeHead)
         observer->onLinearInput(-1, LinearInput::Head, scratch.xn.data(), n, H);
     if (output.count() > 0)
@@ -579,6 +603,8 @@ std::vector<int32_t> ForwardEngine::greedyGenerate(const std::vector<int32_t> &p
             runBlockImpl(b, *w, x.data(), n, posOffset, kvOf(b), rope, scratch, nullptr);
         }
         kernels::rmsNorm(x.data() + (n - 1) * H, m_finalNorm.data(), 1, H, h.rmsEps, lastNorm.data());
+        if (m_options.inputTransform)
+            m_options.inputTransform(-1, LinearInput::Head, lastNorm.data(), 1, H);
         const std::shared_ptr<const HeadWeights> head = headWeights();
         computeLogits(head.get(), lastNorm.data(), 1, logits.data());
         return argmax(logits.data(), V);

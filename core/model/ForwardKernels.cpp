@@ -107,7 +107,8 @@ std::vector<double> ropeInverseFrequencies(const HyperParams &h, int64_t seqLen)
         if (original > 0 && double(seqLen) > original && d > 2)
             base *= std::pow(rs.factor * double(seqLen) / original - (rs.factor - 1.0), double(d) / double(d - 2));
     } else if (rs.type == "yarn" || rs.type == "longrope") {
-        throw Error("RoPE scaling '" + rs.type + "' is not supported by the forward pass (only linear, dynamic, llama3)");
+        throw Error(
+            "RoPE scaling '" + rs.type + "' is not supported by the forward pass (only linear, dynamic, llama3)");
     }
 
     std::vector<double> inv(static_cast<size_t>(half));
@@ -158,8 +159,8 @@ RopeTable makeRopeTable(const std::vector<double> &inverseFrequencies, int64_t f
     return t;
 }
 
-void applyRope(float *x, int64_t rows, int64_t rowStride, int heads, int headDim, int64_t firstPosition,
-    const RopeTable &table)
+void applyRope(
+    float *x, int64_t rows, int64_t rowStride, int heads, int headDim, int64_t firstPosition, const RopeTable &table)
 {
     const int half = headDim / 2;
 #pragma omp parallel for schedule(static) if (rows * heads * headDim > kParallelThreshold)

@@ -41,8 +41,8 @@ RopeTable makeRopeTable(const std::vector<double> &inverseFrequencies, int64_t f
 // Rotates `heads` heads of headDim values per row in place, Hugging Face rotate-half pairing (j, j + d/2):
 // x'_j = x_j·cos − x_{j+d/2}·sin, x'_{j+d/2} = x_{j+d/2}·cos + x_j·sin. Row t sits at position
 // firstPosition + t, which must lie inside the table. rowStride is in floats (≥ heads·headDim).
-void applyRope(float *x, int64_t rows, int64_t rowStride, int heads, int headDim, int64_t firstPosition,
-    const RopeTable &table);
+void applyRope(
+    float *x, int64_t rows, int64_t rowStride, int heads, int headDim, int64_t firstPosition, const RopeTable &table);
 
 // Causal grouped-query attention for `rows` queries at positions posOffset .. posOffset+rows−1 over keys
 // and values at positions 0 .. posOffset+rows−1 (a KV cache holding earlier positions, or a fresh context

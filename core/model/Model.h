@@ -13,6 +13,7 @@
 // - A tied lm_head is listed once more as "lm_head" sharing the embedding's data, with tied = true.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,6 +26,14 @@ const char *dtypeName(DType t); // "F32", "F16", "BF16", "Q8_0", ...
 enum class TensorRole : uint8_t { Embed, Q, K, V, O, Gate, Up, Down, Norm, LmHead, Bias };
 const char *roleName(TensorRole r); // "embed", "q", ..., "lm_head", "bias" (cli.md names)
 bool isLinearRole(TensorRole r);    // q, k, v, o, gate, up, down (and lm_head)
+
+enum class LinearInput : uint8_t; // model/ActivationObserver.h
+struct RunInfo;                    // quant/RunDir.h
+
+// Rewrites the input of the linear layers of one (block, LinearInput) in place before they read it
+// (x: tokens × cols, row-major; block −1 is the LM head's input), e.g. simulated INT8 activation
+// quantization of a quantized run. Called from the thread running the forward pass.
+using LinearInputTransform = std::function<void(int block, LinearInput input, float *x, int64_t tokens, int64_t cols)>;
 
 struct RopeScaling
 {
@@ -89,12 +98,19 @@ struct Tensor
 class Model
 {
 public:
-    std::string format; // "safetensors" | "gguf" | "llama2c"
+    std::string format; // "safetensors" | "gguf" | "llama2c" | "run" (a quantization run directory)
     std::string path;   // what the user opened (folder or file)
     std::string tokenizerPath; // tokenizer.json / tokenizer.bin / the GGUF itself; empty when none
     HyperParams hparams;
     std::vector<Tensor> tensors; // embed, then blocks in order, then norm, lm_head
     std::vector<std::string> warnings;
+
+    // Set only for quantized runs (format "run", core/io/RunReader.h and quant/RunDir.h): the simulated
+    // activation quantization of the run's W8A8 / ZeroQuant layers, which ForwardEngine applies unless
+    // ForwardOptions::inputTransform is given, so evaluating a run directory measures the same model the
+    // pipeline evaluated; and what the run was made from. Empty / null for ordinary models.
+    LinearInputTransform inputTransform;
+    std::shared_ptr<const RunInfo> runInfo;
 
     const Tensor *find(const std::string &name) const;
     const Tensor &tensor(const std::string &name) const; // throws Error naming the model when absent

@@ -31,10 +31,20 @@ constexpr int64_t kRowChunk = 64;
 
 // Below this the triangular inverse is done by one dense triangular solve.
 constexpr Eigen::Index kInverseLeaf = 64;
+// Panel width of the blocked Cholesky and the slab size of the parallel triangular products.
+constexpr Eigen::Index kPanel = 128;
+// Below this size the factorization helpers run single-threaded (threads cost more than they save).
+constexpr Eigen::Index kParallelMin = 256;
+
+Eigen::Index slabsFor(Eigen::Index n)
+{
+    return n >= kParallelMin ? (n + kPanel - 1) / kPanel : 1;
+}
 
 // In-place inverse of the lower triangle of L (the strict upper part is neither read nor written).
 // Recursive 2×2 blocking: inv([A 0; B C]) = [A⁻¹ 0; −C⁻¹ B A⁻¹  C⁻¹], about n³/3 flops in triangular
-// products instead of the n³ of a solve against the identity.
+// products instead of the n³ of a solve against the identity. Eigen does not thread triangular
+// products, so the two products are split into independent row/column slabs for OpenMP.
 void invertLowerInPlace(Eigen::Ref<Eigen::MatrixXd> L)
 {
     const Eigen::Index n = L.rows();
@@ -47,8 +57,59 @@ void invertLowerInPlace(Eigen::Ref<Eigen::MatrixXd> L)
     const Eigen::Index n1 = n / 2, n2 = n - n1;
     invertLowerInPlace(L.topLeftCorner(n1, n1));
     invertLowerInPlace(L.bottomRightCorner(n2, n2));
-    Eigen::MatrixXd t = L.bottomLeftCorner(n2, n1) * L.topLeftCorner(n1, n1).triangularView<Eigen::Lower>();
-    L.bottomLeftCorner(n2, n1).noalias() = -(L.bottomRightCorner(n2, n2).triangularView<Eigen::Lower>() * t);
+    Eigen::MatrixXd t(n2, n1);
+    const Eigen::Index rowSlabs = slabsFor(n2), colSlabs = slabsFor(n1);
+    // t = B · A⁻¹: rows of B are independent.
+#pragma omp parallel for schedule(dynamic, 1) if (rowSlabs > 1)
+    for (Eigen::Index s = 0; s < rowSlabs; ++s) {
+        const Eigen::Index r0 = s * n2 / rowSlabs, r1 = (s + 1) * n2 / rowSlabs;
+        t.middleRows(r0, r1 - r0).noalias() =
+            L.block(n1 + r0, 0, r1 - r0, n1) * L.topLeftCorner(n1, n1).triangularView<Eigen::Lower>();
+    }
+    // B = −C⁻¹ · t: columns of t are independent.
+#pragma omp parallel for schedule(dynamic, 1) if (colSlabs > 1)
+    for (Eigen::Index s = 0; s < colSlabs; ++s) {
+        const Eigen::Index c0 = s * n1 / colSlabs, c1 = (s + 1) * n1 / colSlabs;
+        L.block(n1, c0, n2, c1 - c0).noalias() =
+            -(L.bottomRightCorner(n2, n2).triangularView<Eigen::Lower>() * t.middleCols(c0, c1 - c0));
+    }
+}
+
+// Right-looking blocked Cholesky of the lower triangle in place (the strict upper part becomes garbage).
+// Same arithmetic as Eigen's LLT, but the panel solve and the trailing update — nearly all the flops —
+// run as independent slabs under OpenMP (Eigen's own blocked LLT updates with an unthreaded rank-k
+// kernel). Returns false at the first pivot that is not positive.
+bool choleskyLowerInPlace(Eigen::MatrixXd &a)
+{
+    const Eigen::Index n = a.rows();
+    for (Eigen::Index k0 = 0; k0 < n; k0 += kPanel) {
+        const Eigen::Index kb = std::min(kPanel, n - k0), k1 = k0 + kb, rest = n - k1;
+        {
+            Eigen::Ref<Eigen::MatrixXd> a11 = a.block(k0, k0, kb, kb);
+            Eigen::LLT<Eigen::Ref<Eigen::MatrixXd>> llt(a11); // in place
+            if (llt.info() != Eigen::Success)
+                return false;
+        }
+        if (rest == 0)
+            break;
+        // A21 ← A21 · L11⁻ᵀ, by independent row slabs.
+        const Eigen::Index rowSlabs = slabsFor(rest);
+#pragma omp parallel for schedule(dynamic, 1) if (rowSlabs > 1)
+        for (Eigen::Index s = 0; s < rowSlabs; ++s) {
+            const Eigen::Index r0 = k1 + s * rest / rowSlabs, r1 = k1 + (s + 1) * rest / rowSlabs;
+            Eigen::Ref<Eigen::MatrixXd> panel = a.block(r0, k0, r1 - r0, kb);
+            a.block(k0, k0, kb, kb).triangularView<Eigen::Lower>().transpose().solveInPlace<Eigen::OnTheRight>(panel);
+        }
+        // A22 −= A21 A21ᵀ on the lower triangle, by column blocks (each also touches the upper part of its
+        // diagonal block, which is never read).
+        const Eigen::Index colBlocks = (rest + kPanel - 1) / kPanel;
+#pragma omp parallel for schedule(dynamic, 1) if (rest >= kParallelMin)
+        for (Eigen::Index b = 0; b < colBlocks; ++b) {
+            const Eigen::Index j0 = k1 + b * kPanel, jb = std::min(kPanel, n - j0);
+            a.block(j0, j0, n - j0, jb).noalias() -= a.block(j0, k0, n - j0, kb) * a.block(j0, k0, jb, kb).transpose();
+        }
+    }
+    return true;
 }
 
 // r holds J·H_λ·J (H_λ reversed in both dimensions). On success r becomes U, the upper factor with
@@ -61,11 +122,8 @@ bool factorReversedInPlace(Eigen::MatrixXd &r)
     const double maxDiag = r.diagonal().maxCoeff();
     if (!(maxDiag > 0.0) || !std::isfinite(maxDiag))
         return false;
-    {
-        Eigen::LLT<Eigen::Ref<Eigen::MatrixXd>> llt(r);
-        if (llt.info() != Eigen::Success)
-            return false;
-    }
+    if (!choleskyLowerInPlace(r))
+        return false;
     const double minPivot = r.diagonal().minCoeff();
     if (!(minPivot * minPivot > kPivotFloor * maxDiag))
         return false;

@@ -201,12 +201,36 @@ GroupParams Grid::params(const RangeStats &s) const
     return p;
 }
 
-GroupParams Grid::params(const float *v, int64_t n) const
+RangeStats rangeOf(const float *v, int64_t n)
 {
     RangeStats s;
-    for (int64_t i = 0; i < n; ++i)
-        s.add(v[i]);
-    return params(s);
+    if (n <= 0)
+        return s;
+    float lo = v[0], hi = v[0];
+    for (int64_t i = 1; i < n; ++i) {
+        lo = v[i] < lo ? v[i] : lo;
+        hi = v[i] > hi ? v[i] : hi;
+    }
+    s.min = lo;
+    s.max = hi;
+    s.absmax = std::max(-lo, hi);
+    if (-lo > hi) {
+        s.signedMax = lo;
+    } else if (hi > -lo) {
+        s.signedMax = hi;
+    } else if (hi != 0.0f) { // |min| == |max|: the first element of that magnitude, as add() keeps it
+        for (int64_t i = 0; i < n; ++i)
+            if (std::fabs(v[i]) == s.absmax) {
+                s.signedMax = v[i];
+                break;
+            }
+    }
+    return s;
+}
+
+GroupParams Grid::params(const float *v, int64_t n) const
+{
+    return params(rangeOf(v, n));
 }
 
 uint8_t Grid::quantize(float w, const GroupParams &p) const

@@ -131,6 +131,10 @@ struct RangeStats
     bool empty() const { return !(min <= max); }
 };
 
+// Statistics of n contiguous values: the same result as add() on each in order, but with a min/max
+// loop the compiler vectorises (the signed max is derived from min and max, scanning only on a tie).
+RangeStats rangeOf(const float *v, int64_t n);
+
 // Parameters of one group: ŵ = scale·(q − zero). inv is the reciprocal used by the grids that multiply
 // (llama.cpp style: 0 when scale is 0); the others divide by scale as their references do.
 struct GroupParams

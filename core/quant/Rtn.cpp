@@ -1,6 +1,7 @@
 #include "quant/Rtn.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "common/Error.h"
 
@@ -32,7 +33,6 @@ QuantizedTensor quantizeRtn(const WeightView &w, const QuantSpec &spec, const st
         throw Error(what + ": row groups need group_size -1 (whole rows), got " + std::to_string(groupSize));
     rowGroup = int(std::min<int64_t>(rowGroup, w.rows));
     grid.checkShape(w.cols, groupSize, what);
-    checkFinite(w.data, w.rows, w.cols, what);
 
     QuantizedTensor t = allocateQuantized(w.rows, w.cols, grid, groupSize, rowGroup);
     t.name = name;
@@ -42,9 +42,22 @@ QuantizedTensor quantizeRtn(const WeightView &w, const QuantSpec &spec, const st
     const int64_t gs = groupSize > 0 ? groupSize : cols;
 
     if (rowGroup == 1) {
-#pragma omp parallel for schedule(static) if (rows * cols > kParallelThreshold)
+        // Non-finite weights are detected while the row is in cache (an all-ones exponent, tested on the
+        // bits so the loop vectorises) and reported with their position after the parallel loop.
+        bool nonFinite = false;
+#pragma omp parallel for schedule(static) reduction(|| : nonFinite) if (rows * cols > kParallelThreshold)
         for (int64_t r = 0; r < rows; ++r) {
             const float *src = w.data + r * cols;
+            uint32_t bad = 0;
+            for (int64_t c = 0; c < cols; ++c) {
+                uint32_t bits;
+                std::memcpy(&bits, src + c, 4);
+                bad |= uint32_t((bits & 0x7F800000u) == 0x7F800000u);
+            }
+            if (bad) {
+                nonFinite = true;
+                continue;
+            }
             for (int k = 0; k < ng; ++k) {
                 const int64_t c0 = k * gs;
                 const int64_t n = std::min(gs, cols - c0);
@@ -54,8 +67,12 @@ QuantizedTensor quantizeRtn(const WeightView &w, const QuantSpec &spec, const st
                 grid.quantizeSpan(src + c0, n, p, t.codes.data() + r * cols + c0, t.dequantized.data() + r * cols + c0);
             }
         }
+        if (nonFinite)
+            checkFinite(w.data, rows, cols, what); // throws, naming the first bad element
         return t;
     }
+
+    checkFinite(w.data, rows, cols, what);
 
     // Row groups: one parameter set per block of rowGroup whole rows (statistics in row-major order).
     const int64_t blocks = (rows + rowGroup - 1) / rowGroup;

@@ -20,7 +20,10 @@ using namespace qs::core;
 
 namespace {
 
-std::string str(const QString &s) { return s.toStdString(); }
+std::string str(const QString &s)
+{
+    return s.toStdString();
+}
 
 std::vector<int32_t> referenceTokens(const QString &path)
 {
@@ -52,7 +55,10 @@ std::vector<int32_t> randomTokens(int64_t n, int vocab, uint32_t seed)
 class VectorData final : public TensorData
 {
 public:
-    VectorData(std::vector<float> v, int64_t cols) : m_v(std::move(v)), m_cols(cols) {}
+    VectorData(std::vector<float> v, int64_t cols)
+        : m_v(std::move(v))
+        , m_cols(cols)
+    { }
     void readRows(int64_t firstRow, int64_t rowCount, float *out) const override
     {
         std::copy_n(m_v.data() + firstRow * m_cols, rowCount * m_cols, out);
@@ -114,7 +120,7 @@ class CountingProgress final : public Progress
 public:
     void setTotal(double t) override { total = t; }
     void advance(double a) override { done = done + a; }
-    void message(std::string_view) override {}
+    void message(std::string_view) override { }
     bool isCancelled() const override { return cancelAfter >= 0 && done >= cancelAfter; }
 
     double total = 0.0;

@@ -33,7 +33,10 @@ constexpr double kBf16ArgmaxAgreement = 0.95;
 // The float32 engine against the double reference on random models with O(1) activations.
 constexpr double kConformanceTolerance = 2e-5;
 
-std::string str(const QString &s) { return s.toStdString(); }
+std::string str(const QString &s)
+{
+    return s.toStdString();
+}
 
 struct Reference
 {
@@ -94,7 +97,10 @@ int32_t argmaxRow(const float *row, int64_t n)
 class VectorData final : public TensorData
 {
 public:
-    VectorData(std::vector<float> v, int64_t cols) : m_v(std::move(v)), m_cols(cols) {}
+    VectorData(std::vector<float> v, int64_t cols)
+        : m_v(std::move(v))
+        , m_cols(cols)
+    { }
     void readRows(int64_t firstRow, int64_t rowCount, float *out) const override
     {
         std::copy_n(m_v.data() + firstRow * m_cols, rowCount * m_cols, out);
@@ -326,7 +332,9 @@ struct Call
 class RecordingObserver final : public ActivationObserver
 {
 public:
-    explicit RecordingObserver(std::vector<int> wanted = {}) : m_wanted(std::move(wanted)) {}
+    explicit RecordingObserver(std::vector<int> wanted = {})
+        : m_wanted(std::move(wanted))
+    { }
     void onLinearInput(int block, LinearInput input, const float *x, int64_t tokens, int64_t cols) override
     {
         calls.push_back({ block, int(input), tokens, cols });
@@ -397,7 +405,8 @@ private slots:
             maxLogitDiff = std::max(maxLogitDiff, std::abs(double(last[i]) - ref.lastLogits16[i]));
         const std::vector<int32_t> generated = engine.greedyGenerate({ ref.greedy[0] }, int(ref.greedy.size()) - 1);
         int greedySame = 0;
-        while (greedySame < int(generated.size()) && generated[size_t(greedySame)] == ref.greedy[size_t(greedySame) + 1])
+        while (
+            greedySame < int(generated.size()) && generated[size_t(greedySame)] == ref.greedy[size_t(greedySame) + 1])
             ++greedySame;
         qInfo("%s: mean NLL %.7f (reference %.7f, rel. deviation %.2e), argmax %d/%zu, max |Δlogit| (last position, "
               "first 16) %.2e, greedy prefix %d/%zu",
@@ -495,7 +504,8 @@ private slots:
         double maxDiff = 0.0;
         for (int64_t t = 0; t < rows; ++t) {
             for (int64_t i = 0; i < qCols; ++i)
-                maxDiff = std::max(maxDiff, std::abs(double(out[size_t(t * outStride + i)]) - expect[size_t(t)][size_t(i)]));
+                maxDiff = std::max(
+                    maxDiff, std::abs(double(out[size_t(t * outStride + i)]) - expect[size_t(t)][size_t(i)]));
             QCOMPARE(out[size_t(t * outStride + qCols)], -7.0f); // padding untouched
         }
         QVERIFY2(maxDiff < 1e-5, qPrintable(QString::number(maxDiff)));
@@ -525,8 +535,9 @@ private slots:
                     const double b = before[size_t(t * stride + hh * d + j + d / 2)];
                     maxDiff = std::max(maxDiff,
                         std::abs(x[size_t(t * stride + hh * d + j)] - (a * std::cos(angle) - b * std::sin(angle))));
-                    maxDiff = std::max(maxDiff, std::abs(x[size_t(t * stride + hh * d + j + d / 2)]
-                                                    - (b * std::cos(angle) + a * std::sin(angle))));
+                    maxDiff = std::max(maxDiff,
+                        std::abs(
+                            x[size_t(t * stride + hh * d + j + d / 2)] - (b * std::cos(angle) + a * std::sin(angle))));
                 }
         QVERIFY2(maxDiff < 1e-6, qPrintable(QString::number(maxDiff)));
         for (int t = 0; t < rows; ++t) // padding columns untouched
@@ -637,7 +648,8 @@ private slots:
         double maxDiff = 0.0, maxAbs = 0.0;
         for (int t = 0; t < length; ++t)
             for (int v = 0; v < spec.vocab; ++v) {
-                maxDiff = std::max(maxDiff, std::abs(double(logits[size_t(t * spec.vocab + v)]) - expect[size_t(t)][size_t(v)]));
+                maxDiff = std::max(
+                    maxDiff, std::abs(double(logits[size_t(t * spec.vocab + v)]) - expect[size_t(t)][size_t(v)]));
                 maxAbs = std::max(maxAbs, std::abs(expect[size_t(t)][size_t(v)]));
             }
         qInfo("max |Δlogit| %.2e (logits up to %.2f)", maxDiff, maxAbs);
@@ -657,11 +669,12 @@ private slots:
             engine.forward(tokens.data(), length, Logits::into(part.data(), 1, 3));
             QVERIFY(close(part.data(), logits.data() + spec.vocab, 2 * spec.vocab));
             int64_t seen = 0;
-            engine.forward(tokens.data(), length, Logits::streamed(2, length, [&](int64_t p, int64_t c, const float *rows) {
-                QCOMPARE(p, 2 + seen);
-                QVERIFY(close(rows, logits.data() + p * spec.vocab, c * spec.vocab));
-                seen += c;
-            }));
+            engine.forward(
+                tokens.data(), length, Logits::streamed(2, length, [&](int64_t p, int64_t c, const float *rows) {
+                    QCOMPARE(p, 2 + seen);
+                    QVERIFY(close(rows, logits.data() + p * spec.vocab, c * spec.vocab));
+                    seen += c;
+                }));
             QCOMPARE(seen, int64_t(length - 2));
         }
     }
@@ -689,6 +702,31 @@ private slots:
         QVERIFY(partial.forwardAll(tokens) == a);
         QVERIFY(partial.forwardAll(tokens) == a);
         QVERIFY(partial.cachedBytes() <= small.weightCacheBytes);
+        // Small tiles: the LM head read in vocabulary tiles of 7 rows (not cached) and logits streamed
+        // 3 positions at a time.
+        ForwardOptions tiled;
+        tiled.weightCacheBytes = 0;
+        tiled.headTileBytes = 7 * spec.hidden * sizeof(float) + 5;
+        ForwardEngine tiledEngine(model, tiled);
+        std::vector<float> t(a.size());
+        tiledEngine.forward(tokens.data(), int64_t(tokens.size()), Logits::into(t.data(), 0, int64_t(tokens.size())));
+        for (size_t i = 0; i < a.size(); ++i)
+            QVERIFY(std::abs(t[i] - a[i]) <= 1e-5f * (1.0f + std::abs(a[i])));
+        tiled.headTileBytes = 3 * spec.vocab * sizeof(float);
+        ForwardEngine streamedEngine(model, tiled);
+        int64_t calls = 0, seen = 0;
+        streamedEngine.forward(tokens.data(), int64_t(tokens.size()),
+            Logits::streamed(1, int64_t(tokens.size()), [&](int64_t p, int64_t c, const float *rows) {
+                QCOMPARE(p, 1 + seen);
+                QVERIFY(c <= 3);
+                for (int64_t i = 0; i < c * spec.vocab; ++i)
+                    QVERIFY(std::abs(rows[i] - a[size_t(p * spec.vocab + i)]) <= 1e-5f * (1.0f + std::abs(rows[i])));
+                seen += c;
+                ++calls;
+            }));
+        QCOMPARE(seen, int64_t(tokens.size()) - 1);
+        QCOMPARE(calls, (seen + 2) / 3);
+
         cached.clearCache();
         QCOMPARE(cached.cachedBytes(), uint64_t(0));
 
@@ -714,7 +752,8 @@ private slots:
         QVERIFY_THROWS_EXCEPTION(Error, engine.forward(ok.data(), 0, Logits::none()));
         NullProgress cancelled;
         cancelled.cancel();
-        QVERIFY_THROWS_EXCEPTION(Cancelled, engine.forward(ok.data(), 3, Logits::into(out.data(), 2, 3), nullptr, &cancelled));
+        QVERIFY_THROWS_EXCEPTION(
+            Cancelled, engine.forward(ok.data(), 3, Logits::into(out.data(), 2, 3), nullptr, &cancelled));
 
         auto noQ = randomModel(spec);
         noQ->tensors.erase(std::find_if(noQ->tensors.begin(), noQ->tensors.end(),
@@ -767,7 +806,8 @@ private slots:
             const double inv = 1.0 / std::sqrt(ss / h.hiddenSize + h.rmsEps);
             for (int i = 0; i < h.hiddenSize; ++i)
                 maxDiff = std::max(maxDiff,
-                    std::abs(double(rec.firstAttnIn[size_t(t * h.hiddenSize + i)]) - double(e[i]) * inv * w[size_t(i)]));
+                    std::abs(
+                        double(rec.firstAttnIn[size_t(t * h.hiddenSize + i)]) - double(e[i]) * inv * w[size_t(i)]));
         }
         QVERIFY2(maxDiff < 1e-5, qPrintable(QString::number(maxDiff)));
 

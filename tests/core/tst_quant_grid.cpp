@@ -321,6 +321,24 @@ private slots:
         }
     }
 
+    void rangeOfMatchesAdd()
+    {
+        // The vectorised statistics equal element-by-element add(), ties of |min| and |max| included.
+        std::vector<std::vector<float>> cases = { randomValues(97, 3), { 0.0f, 0.0f }, { 2.0f, -2.0f, 1.0f },
+                                                  { -2.0f, 1.0f, 2.0f }, { -0.0f }, { 3.0f }, { -1.0f, -5.0f } };
+        for (const std::vector<float> &v : cases) {
+            RangeStats a;
+            for (float x : v)
+                a.add(x);
+            const RangeStats b = rangeOf(v.data(), int64_t(v.size()));
+            QCOMPARE(b.min, a.min);
+            QCOMPARE(b.max, a.max);
+            QCOMPARE(b.absmax, a.absmax);
+            QCOMPARE(b.signedMax, a.signedMax);
+        }
+        QVERIFY(rangeOf(nullptr, 0).empty());
+    }
+
     void signedMaxHitsExtreme()
     {
         const std::vector<float> w = randomValues(32 * 20, 5);

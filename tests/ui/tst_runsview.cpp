@@ -1,0 +1,103 @@
+// Quantizing from the window: a plan with a bulk rule, two runs with live per-layer results, the
+// comparison and the Pareto plot. Screenshot: test-output/runs.png.
+#include <QApplication>
+#include <QSignalSpy>
+#include <QStandardPaths>
+#include <QTabWidget>
+#include <QTest>
+#include <QUndoStack>
+
+#include "CalibrationDock.h"
+#include "MainWindow.h"
+#include "ModelSession.h"
+#include "PlanDock.h"
+#include "PlanModel.h"
+#include "RunsModel.h"
+#include "RunsView.h"
+#include "Settings.h"
+#include "TestData.h"
+#include "plots/LayerErrorPlot.h"
+#include "plots/ParetoPlot.h"
+
+using namespace qs;
+using namespace qs::ui;
+
+class TestRunsView : public QObject
+{
+    Q_OBJECT
+private slots:
+    void initTestCase()
+    {
+        QStandardPaths::setTestModeEnabled(true);
+        QCoreApplication::setOrganizationName(QStringLiteral("QuantScopeTest"));
+        QCoreApplication::setApplicationName(QStringLiteral("tst_runsview"));
+    }
+
+    void quantizeTwiceAndCompare()
+    {
+        QS_REQUIRE_TESTDATA(modelPath, "models/stories260K-hf");
+        QS_REQUIRE_TESTDATA(textPath, "text/tinystories_sample.txt");
+        MainWindow w;
+        w.resize(1400, 900);
+        w.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&w));
+        QSignalSpy opened(w.session(), &ModelSession::modelOpened);
+        w.openPath(modelPath);
+        QTRY_COMPARE_WITH_TIMEOUT(opened.size(), 1, 10000);
+
+        CalibrationDock *calib = w.calibrationDock();
+        calib->setCalibrationText(textPath);
+        calib->setCalibrationSize(8, 128);
+        calib->setEvaluationText(textPath);
+        calib->setEvaluationContext(128, 4);
+
+        auto *planDock = w.findChild<PlanDock *>();
+        QVERIFY(planDock);
+        PlanModel *plan = planDock->planModel();
+        QCOMPARE(plan->rowCount(), 35);
+        core::MethodConfig gptq = core::MethodConfig::defaults("gptq");
+        gptq.set("bits", int64_t(4));
+        gptq.set("group_size", int64_t(32));
+        QCOMPARE(plan->applyRule(QStringLiteral("*.mlp.down_proj"), gptq), 5);
+
+        RunsModel *runs = w.runsModel();
+        QSignalSpy finished(runs, &RunsModel::runFinished);
+        QSignalSpy layerDone(runs, &RunsModel::layerDone);
+        w.startQuantization();
+        QTRY_COMPARE_WITH_TIMEOUT(finished.size(), 1, 120000);
+        const auto first = runs->runs().at(0);
+        QVERIFY2(first->state == RunsModel::State::Done, qPrintable(first->error));
+        QCOMPARE(int(first->layers.size()), 35);
+        QCOMPARE(layerDone.size(), 35); // results arrived one by one, live
+        QVERIFY(first->result && first->result->evaluation);
+        QCOMPARE(w.runsView()->livePlot()->barCount(), 35);
+        int gptqLayers = 0;
+        for (const auto &l : first->layers)
+            gptqLayers += l.method == "gptq" ? 1 : 0;
+        QCOMPARE(gptqLayers, 5);
+
+        // Second run: everything 8-bit RTN (undoing the rule first shows undo reaches the plan).
+        w.undoStack()->undo();
+        QVERIFY(plan->setDataForRows([&] { QList<int> all; for (int r = 0; r < plan->rowCount(); ++r) all << r; return all; }(),
+                                     PlanModel::BitsColumn, 8));
+        w.startQuantization();
+        QTRY_COMPARE_WITH_TIMEOUT(finished.size(), 2, 120000);
+        const auto second = runs->runs().at(1);
+        QVERIFY2(second->state == RunsModel::State::Done, qPrintable(second->error));
+        QVERIFY(second->result->bitsPerWeight > first->result->bitsPerWeight);
+        // 8-bit is closer to the original than the 4-bit mix.
+        QVERIFY(second->result->evaluation->kldMean < first->result->evaluation->kldMean);
+
+        w.runsView()->setCompare(first->id, second->id);
+        QCOMPARE(w.runsView()->comparePlot()->barCount(), 70);
+        QCOMPARE(runs->rowCount(), 2);
+        // Both runs are evaluated; the Pareto front has at least the cheapest run.
+        QVERIFY(!w.runsView()->paretoPlot()->front().empty());
+        w.plotTabs()->setCurrentWidget(w.runsView());
+        QTest::qWait(50);
+        QVERIFY(w.grab().save(qs::test::outputDir() + QStringLiteral("/runs.png")));
+    }
+};
+
+QTEST_MAIN(TestRunsView)
+#include "tst_runsview.moc"
