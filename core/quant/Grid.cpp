@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <Eigen/Core>
+
 #include "common/Error.h"
 #include "common/Half.h"
 
@@ -197,6 +199,7 @@ GroupParams Grid::params(const RangeStats &s) const
         p.zero = half;
         break;
     }
+    p.zero += 0.0f; // −0 → +0, so zero points compare bit for bit whatever order the statistics came in
     p.inv = p.scale != 0.0f ? 1.0f / p.scale : 0.0f;
     return p;
 }
@@ -206,11 +209,12 @@ RangeStats rangeOf(const float *v, int64_t n)
     RangeStats s;
     if (n <= 0)
         return s;
-    float lo = v[0], hi = v[0];
-    for (int64_t i = 1; i < n; ++i) {
-        lo = v[i] < lo ? v[i] : lo;
-        hi = v[i] > hi ? v[i] : hi;
-    }
+    // A float min/max reduction does not vectorise without -ffast-math; Eigen's reductions use vector
+    // min/max. Min and max are exact in any order (only the sign of a zero extreme could differ, and
+    // params() normalises zero points).
+    const Eigen::Map<const Eigen::ArrayXf> a(v, n);
+    const float lo = a.minCoeff();
+    const float hi = a.maxCoeff();
     s.min = lo;
     s.max = hi;
     s.absmax = std::max(-lo, hi);

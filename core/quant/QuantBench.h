@@ -9,7 +9,7 @@
 // quantizeGptq, 4-bit g128 by default. The RTN baseline error and GPTQ's on the same H are reported for the
 // first `errorRows` rows as a sanity check (GPTQ should be well below RTN).
 // RTN throughput: quantizeRtn of the largest weight with the same grid, best of `rtnRepeats` runs,
-// in GB/s of float32 weights (1 GB = 1e9 bytes).
+// in GB/s of float32 weights (1 GB = 1e9 bytes); and the same for fakeQuantizeRtn into a reused buffer.
 
 #include <cstdint>
 #include <string>
@@ -60,8 +60,12 @@ struct QuantBenchResult
     int64_t rtnRows = 0;
     int64_t rtnCols = 0;
     uint64_t rtnBytes = 0;
-    double rtnSeconds = 0.0; // best run
+    double rtnSeconds = 0.0; // best run of quantizeRtn (a fresh QuantizedTensor each time)
     double rtnGBps = 0.0;
+    // fakeQuantizeRtn into a reused buffer (no codes, no fresh pages): the arithmetic alone. quantizeRtn's
+    // figure is lower because it allocates and first touches codes + dequantized (1.25× the input).
+    double rtnFakeSeconds = 0.0;
+    double rtnFakeGBps = 0.0;
 };
 
 // Throws Cancelled when cancelled; Error on bad options.

@@ -35,6 +35,7 @@ private slots:
         QCOMPARE(r.rtnRows, int64_t(80));
         QCOMPARE(r.rtnBytes, uint64_t(80 * 128 * 4));
         QVERIFY(r.rtnGBps > 0.0);
+        QVERIFY(r.rtnFakeGBps > 0.0);
     }
 
     void cancelAndBadOptions()
