@@ -98,6 +98,7 @@ int benchGptqCommand(const Args &args)
                               {"rel_error_gptq", l.relErrorGptq}, {"rel_error_rtn", l.relErrorRtn}});
         j["layers"] = layers;
         j["rtn_gbps"] = r.rtnGBps;
+        j["rtn_fake_quant_gbps"] = r.rtnFakeGBps;
         std::printf("%s\n", j.dump(2).c_str());
         return 0;
     }
@@ -109,6 +110,7 @@ int benchGptqCommand(const Args &args)
                     l.hessianSeconds, l.prepareSeconds, l.quantizeSeconds, l.relErrorGptq, l.relErrorRtn);
     std::printf("  RTN: %lld x %lld in %.3f s = %.2f GB/s of float weights\n", static_cast<long long>(r.rtnRows),
                 static_cast<long long>(r.rtnCols), r.rtnSeconds, r.rtnGBps);
+    std::printf("  RTN fake-quant into a reused buffer: %.2f GB/s\n", r.rtnFakeGBps);
     return 0;
 }
 
