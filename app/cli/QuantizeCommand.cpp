@@ -31,7 +31,7 @@ std::string defaultText(const core::ParamValue &v)
         std::string operator()(bool b) const { return b ? "true" : "false"; }
         std::string operator()(const std::string &s) const { return s; }
     };
-    return std::visit(V{}, v);
+    return std::visit(V {}, v);
 }
 
 int listMethods(const Args &args)
@@ -55,8 +55,8 @@ int listMethods(const Args &args)
             needs += " input-cache";
         std::printf("%-12s %s\n", m.name.c_str(), m.displayName.c_str());
         std::printf("  %s\n", m.description.c_str());
-        std::printf("  bits %s; calibration:%s; activations %s\n", bits.c_str(), needs.empty() ? " none" : needs.c_str(),
-                    m.quantizesActivations ? "quantized (simulated)" : "float");
+        std::printf("  bits %s; calibration:%s; activations %s\n", bits.c_str(),
+            needs.empty() ? " none" : needs.c_str(), m.quantizesActivations ? "quantized (simulated)" : "float");
         for (const core::ParamSpec &p : m.params) {
             std::string range;
             if (p.type == core::ParamType::Int || p.type == core::ParamType::Double) {
@@ -70,7 +70,7 @@ int listMethods(const Args &args)
                 range += "}";
             }
             std::printf("    %-16s %-7s default %-10s%s\n", p.name.c_str(), core::paramTypeName(p.type),
-                        defaultText(p.defaultValue).c_str(), range.c_str());
+                defaultText(p.defaultValue).c_str(), range.c_str());
         }
         std::printf("\n");
     }
@@ -80,7 +80,7 @@ int listMethods(const Args &args)
 void printLayerHeader()
 {
     std::printf("%-40s %-11s %4s %6s %11s %10s %8s %6s %7s\n", "layer", "method", "bits", "group", "weight_mse",
-                "rel_out", "sqnr_dB", "bpw", "seconds");
+        "rel_out", "sqnr_dB", "bpw", "seconds");
 }
 
 void printLayer(const core::LayerResult &l)
@@ -91,7 +91,7 @@ void printLayer(const core::LayerResult &l)
     else
         std::snprintf(sqnr, sizeof sqnr, "%8s", "inf");
     std::printf("%-40s %-11s %4d %6d %11.3e %10.3e %s %6.3f %7.2f\n", l.name.c_str(), l.method.c_str(), l.bits,
-                l.groupSize, l.weightMse, l.relOutputError, sqnr, l.bitsPerWeight, l.seconds);
+        l.groupSize, l.weightMse, l.relOutputError, sqnr, l.bitsPerWeight, l.seconds);
     std::fflush(stdout);
 }
 
@@ -182,8 +182,8 @@ int runQuantize(const Args &args)
         nlohmann::json blocks = nlohmann::json::array();
         for (const core::BlockResult &b : run.blocks)
             blocks.push_back({ { "block", b.block },
-                               { "cumulative_error", std::isfinite(b.cumulativeError) ? nlohmann::json(b.cumulativeError)
-                                                                                      : nlohmann::json() } });
+                { "cumulative_error",
+                    std::isfinite(b.cumulativeError) ? nlohmann::json(b.cumulativeError) : nlohmann::json() } });
         j["blocks"] = blocks;
         j["provenance"] = run.provenance.toJson();
         j["warnings"] = run.warnings;
@@ -193,17 +193,17 @@ int runQuantize(const Args &args)
     }
 
     std::printf("\n%zu layers quantized, %.3f bits per weight over the linear weights, %.1f s\n", run.layers.size(),
-                run.bitsPerWeight, run.seconds);
+        run.bitsPerWeight, run.seconds);
     for (const core::BlockResult &b : run.blocks)
         if (std::isfinite(b.cumulativeError))
             std::printf("block %d: cumulative output error %.4e\n", b.block, b.cumulativeError);
     if (run.evaluation) {
         const core::RunEvaluation &e = *run.evaluation;
         std::printf("perplexity %.4f (original %.4f; %s, ctx %d, %lld chunks)\n", e.perplexity, e.originalPerplexity,
-                    e.protocol.c_str(), e.ctx, static_cast<long long>(e.chunks));
+            e.protocol.c_str(), e.ctx, static_cast<long long>(e.chunks));
         if (e.hasKld)
             std::printf("KLD mean %.6f, median %.6f, p99 %.6f; top-1 agreement %.4f\n", e.kldMean, e.kldMedian,
-                        e.kldP99, e.top1Agreement);
+                e.kldP99, e.top1Agreement);
     }
     for (const std::string &w : run.warnings)
         std::printf("warning: %s\n", w.c_str());
@@ -216,24 +216,23 @@ int runQuantize(const Args &args)
 Command quantizeCommand()
 {
     return { "quantize",
-             "quantize MODEL --plan PLAN.json --calib FILE [--samples N] [--seqlen L] [--seed S] --out RUN_DIR "
-             "[--eval-text FILE] [--ctx N] [--json] | quantize --list-methods [--json]",
-             "Quantize a model layer by layer as a plan says and write a run directory (eval/export accept it as MODEL)",
-             { { "plan", true, "plan file (JSON: default, rules, skip; see specs/cli.md)" },
-               { "calib", true, "calibration text file" },
-               { "samples", true, "calibration samples (default 32)" },
-               { "seqlen", true, "tokens per calibration sample (default 256)" },
-               { "seed", true, "seed of the calibration windows (default 0)" },
-               { "out", true, "run directory to write (replaced atomically when it holds a previous run)" },
-               { "eval-text", true, "evaluate the quantized model on this text (perplexity, KLD against the original)" },
-               { "ctx", true, "evaluation context length (default 512)" },
-               { "protocol", true, "evaluation protocol: llamacpp (default) or gptq" },
-               { "max-chunks", true, "evaluate at most N chunks (default all)" },
-               { "no-kld", false, "evaluate perplexity only (no KL divergence against the original)" },
-               { "threads", true, "threads (default all)" },
-               { "list-methods", false, "list the quantization methods and their parameters" },
-               { "json", false, "print one JSON object" } },
-             runQuantize };
+        "quantize MODEL --plan PLAN.json --calib FILE [--samples N] [--seqlen L] [--seed S] --out RUN_DIR "
+        "[--eval-text FILE] [--ctx N] [--json] | quantize --list-methods [--json]",
+        "Quantize a model layer by layer as a plan says and write a run directory (eval/export accept it as MODEL)",
+        { { "plan", true, "plan file (JSON: default, rules, skip; see specs/cli.md)" },
+            { "calib", true, "calibration text file" }, { "samples", true, "calibration samples (default 32)" },
+            { "seqlen", true, "tokens per calibration sample (default 256)" },
+            { "seed", true, "seed of the calibration windows (default 0)" },
+            { "out", true, "run directory to write (replaced atomically when it holds a previous run)" },
+            { "eval-text", true, "evaluate the quantized model on this text (perplexity, KLD against the original)" },
+            { "ctx", true, "evaluation context length (default 512)" },
+            { "protocol", true, "evaluation protocol: llamacpp (default) or gptq" },
+            { "max-chunks", true, "evaluate at most N chunks (default all)" },
+            { "no-kld", false, "evaluate perplexity only (no KL divergence against the original)" },
+            { "threads", true, "threads (default all)" },
+            { "list-methods", false, "list the quantization methods and their parameters" },
+            { "json", false, "print one JSON object" } },
+        runQuantize };
 }
 
 } // namespace qs::cli

@@ -14,8 +14,8 @@ namespace {
 
 LinearInput parseLinearInput(const std::string &s, const std::string &context)
 {
-    for (LinearInput in : { LinearInput::AttnIn, LinearInput::AttnOut, LinearInput::MlpIn, LinearInput::MlpAct,
-                            LinearInput::Head })
+    for (LinearInput in :
+        { LinearInput::AttnIn, LinearInput::AttnOut, LinearInput::MlpIn, LinearInput::MlpAct, LinearInput::Head })
         if (s == linearInputName(in))
             return in;
     throw Error(context + ": input: unknown linear input '" + s + "' (attn_in, attn_out, mlp_in, mlp_act, head)");
@@ -24,11 +24,11 @@ LinearInput parseLinearInput(const std::string &s, const std::string &context)
 ActivationScheme parseScheme(const std::string &s, const std::string &context)
 {
     for (ActivationScheme a :
-         { ActivationScheme::PerToken, ActivationScheme::PerTensorDynamic, ActivationScheme::PerTensorStatic })
+        { ActivationScheme::PerToken, ActivationScheme::PerTensorDynamic, ActivationScheme::PerTensorStatic })
         if (s == activationSchemeName(a))
             return a;
-    throw Error(context + ": scheme: unknown activation scheme '" + s +
-                "' (per_token, per_tensor_dynamic, per_tensor_static)");
+    throw Error(
+        context + ": scheme: unknown activation scheme '" + s + "' (per_token, per_tensor_dynamic, per_tensor_static)");
 }
 
 SymConvention parseConvention(const std::string &s, const std::string &context)
@@ -67,7 +67,7 @@ void ActivationQuantPlan::remove(int block, LinearInput input)
 
 void ActivationQuantPlan::apply(const InputQuantSpec &spec, float *x, int64_t tokens, int64_t cols)
 {
-    const ActQuantOptions o{ spec.bits, spec.convention };
+    const ActQuantOptions o { spec.bits, spec.convention };
     switch (spec.scheme) {
     case ActivationScheme::PerToken:
         fakeQuantPerToken(x, tokens, cols, o);
@@ -131,7 +131,7 @@ ActivationQuantPlan ActivationQuantPlan::fromJson(const nlohmann::json &j, const
             if (s.scheme == ActivationScheme::PerTensorStatic)
                 s.staticAbsMax = o.at("static_absmax").get<float>();
             s.source = o.value("source", std::string());
-            s.consumers = o.value("consumers", std::vector<std::string>{});
+            s.consumers = o.value("consumers", std::vector<std::string> {});
             plan.set(s);
         } catch (const nlohmann::json::exception &e) {
             throw Error(ctx + ": " + e.what());

@@ -25,11 +25,11 @@ struct InputQuantSpec
 {
     int block = 0; // −1: the LM head's input
     LinearInput input = LinearInput::AttnIn;
-    int bits = 8;  // 2..8
+    int bits = 8; // 2..8
     ActivationScheme scheme = ActivationScheme::PerToken;
     SymConvention convention = SymConvention::Restricted; // Restricted (a) or FullSigned (b)
-    float staticAbsMax = -1.0f;         // PerTensorStatic: the calibrated absmax (after smoothing)
-    std::string source;                 // the method that asked for it: "smoothquant" | "zeroquant"
+    float staticAbsMax = -1.0f; // PerTensorStatic: the calibrated absmax (after smoothing)
+    std::string source; // the method that asked for it: "smoothquant" | "zeroquant"
     std::vector<std::string> consumers; // layers whose method quantizes this input
 
     bool operator==(const InputQuantSpec &) const = default;

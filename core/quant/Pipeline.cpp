@@ -63,6 +63,33 @@ private:
     int m_saved;
 };
 
+// Runs small Eigen products on the calling thread: below a few million multiply-adds the OpenMP team's
+// spin synchronisation costs more than it saves, and much more on a loaded machine (measured: the AWQ
+// searches of a 260K-parameter model took 4x longer on 2 threads than on 1). Same threshold idea as
+// ForwardEngine's GEMMs.
+class SmallWorkScope
+{
+public:
+    explicit SmallWorkScope(double multiplyAdds, double threshold = double(1 << 24))
+        : m_saved(omp_get_max_threads())
+        , m_active(multiplyAdds < threshold && m_saved > 1)
+    {
+        if (m_active)
+            omp_set_num_threads(1);
+    }
+    ~SmallWorkScope()
+    {
+        if (m_active)
+            omp_set_num_threads(m_saved);
+    }
+    SmallWorkScope(const SmallWorkScope &) = delete;
+    SmallWorkScope &operator=(const SmallWorkScope &) = delete;
+
+private:
+    int m_saved;
+    bool m_active;
+};
+
 // Relays cancellation only: the layer algorithms advance their own units (α candidates, GPTQ column
 // blocks), which would disturb the pipeline's per-block totals.
 class CancelOnlyProgress final : public Progress
@@ -70,11 +97,10 @@ class CancelOnlyProgress final : public Progress
 public:
     explicit CancelOnlyProgress(const Progress &p)
         : m_p(p)
-    {
-    }
-    void setTotal(double) override {}
-    void advance(double) override {}
-    void message(std::string_view) override {}
+    { }
+    void setTotal(double) override { }
+    void advance(double) override { }
+    void message(std::string_view) override { }
     bool isCancelled() const override { return m_p.isCancelled(); }
 
 private:
@@ -89,13 +115,12 @@ public:
         : m_data(std::move(data))
         , m_rows(rows)
         , m_cols(cols)
-    {
-    }
+    { }
     void readRows(int64_t firstRow, int64_t rowCount, float *out) const override
     {
         if (firstRow < 0 || rowCount < 0 || firstRow + rowCount > m_rows)
-            throw Error("in-memory tensor: rows [" + std::to_string(firstRow) + ", " +
-                        std::to_string(firstRow + rowCount) + ") outside " + std::to_string(m_rows));
+            throw Error("in-memory tensor: rows [" + std::to_string(firstRow) + ", "
+                + std::to_string(firstRow + rowCount) + ") outside " + std::to_string(m_rows));
         std::memcpy(out, m_data->data() + firstRow * m_cols, size_t(rowCount * m_cols) * sizeof(float));
     }
     const uint8_t *storedData() const override { return reinterpret_cast<const uint8_t *>(m_data->data()); }
@@ -111,10 +136,10 @@ void replaceTensor(Model &m, const std::string &name, std::vector<float> values)
     for (Tensor &t : m.tensors)
         if (t.name == name) {
             if (int64_t(values.size()) != t.numel())
-                throw Error(name + ": replacement has " + std::to_string(values.size()) + " values for " +
-                            std::to_string(t.numel()));
-            t.data = std::make_shared<FloatTensorData>(std::make_shared<const std::vector<float>>(std::move(values)),
-                                                       t.rows, t.cols);
+                throw Error(name + ": replacement has " + std::to_string(values.size()) + " values for "
+                    + std::to_string(t.numel()));
+            t.data = std::make_shared<FloatTensorData>(
+                std::make_shared<const std::vector<float>>(std::move(values)), t.rows, t.cols);
             t.dtype = DType::F32;
             t.storedBytes = uint64_t(t.numel()) * sizeof(float);
             t.tied = false;
@@ -123,8 +148,8 @@ void replaceTensor(Model &m, const std::string &name, std::vector<float> values)
     throw Error("quantized model: the original has no tensor " + name);
 }
 
-constexpr std::array<LinearInput, 4> kBlockInputs = { LinearInput::AttnIn, LinearInput::AttnOut, LinearInput::MlpIn,
-                                                      LinearInput::MlpAct };
+constexpr std::array<LinearInput, 4> kBlockInputs
+    = { LinearInput::AttnIn, LinearInput::AttnOut, LinearInput::MlpIn, LinearInput::MlpAct };
 
 int inputIndex(LinearInput in)
 {
@@ -165,8 +190,8 @@ const std::vector<TensorRole> &consumersOf(LinearInput in)
 
 std::string normName(int block, LinearInput in)
 {
-    return "model.layers." + std::to_string(block) +
-           (in == LinearInput::AttnIn ? ".input_layernorm" : ".post_attention_layernorm");
+    return "model.layers." + std::to_string(block)
+        + (in == LinearInput::AttnIn ? ".input_layernorm" : ".post_attention_layernorm");
 }
 
 // ---- calibration statistics of one linear input ----
@@ -201,7 +226,10 @@ struct InputStats
     void add(const float *x, int64_t n)
     {
         const Eigen::MatrixXd X = ConstMapF(x, n, cols).cast<double>();
-        H.selfadjointView<Eigen::Lower>().rankUpdate(X.transpose());
+        {
+            SmallWorkScope small(0.5 * double(n) * double(cols) * double(cols));
+            H.selfadjointView<Eigen::Lower>().rankUpdate(X.transpose());
+        }
         for (int64_t t = 0; t < n; ++t) {
             const float *row = x + t * cols;
             for (int64_t c = 0; c < cols; ++c) {
@@ -257,7 +285,7 @@ public:
             throw Error("pipeline: unexpected width " + std::to_string(cols) + " of " + linearInputName(input));
         m_stats[size_t(i)]->add(x, tokens);
         if (i == m_last)
-            throw StopPass{};
+            throw StopPass {};
     }
     bool wantsBlock(int block) const override { return block == m_block; }
 
@@ -273,10 +301,10 @@ struct BlockState
 {
     int block = 0;
     std::map<TensorRole, std::vector<float>> original; // as read
-    std::map<TensorRole, std::vector<float>> weights;  // what the forward pass uses now
-    std::map<TensorRole, std::vector<float>> biases;   // the model's biases, possibly rescaled by folds
+    std::map<TensorRole, std::vector<float>> weights; // what the forward pass uses now
+    std::map<TensorRole, std::vector<float>> biases; // the model's biases, possibly rescaled by folds
     std::set<TensorRole> changedBiases;
-    std::set<TensorRole> changedFloatWeights;          // unquantized linears rescaled by a fold
+    std::set<TensorRole> changedFloatWeights; // unquantized linears rescaled by a fold
     std::vector<float> attnNorm, mlpNorm;
     bool attnNormChanged = false, mlpNormChanged = false;
     std::map<TensorRole, int64_t> rows, cols;
@@ -294,7 +322,7 @@ struct GroupMember
 std::string isoDateUtc()
 {
     const std::time_t now = std::time(nullptr);
-    std::tm tm{};
+    std::tm tm {};
     gmtime_r(&now, &tm);
     char buf[32];
     std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
@@ -305,7 +333,7 @@ class Runner
 {
 public:
     Runner(std::shared_ptr<const Model> model, QuantRun &run, const PipelineOptions &options,
-           PipelineCallbacks &callbacks, Progress &progress)
+        PipelineCallbacks &callbacks, Progress &progress)
         : m_model(std::move(model))
         , m_h(m_model->hparams)
         , m_run(run)
@@ -360,13 +388,13 @@ private:
     void quantizeGroup(BlockState &st, LinearInput in, InputStats &stats);
     bool foldIntoRows(BlockState &st, TensorRole role, const std::vector<float> &factor, bool apply);
     AwqModuleFn awqModule(LinearInput in, const BlockState &st, const std::vector<TensorRole> &candidateRoles,
-                          const InputStats &stats) const;
+        const InputStats &stats) const;
     void processBlock(int b);
     void processEmbedding(const CalibrationSet &calibration);
     void processHead();
     void emit(LayerResult &lr, QuantizedTensor &&t);
     LayerResult makeResult(const PlannedLayer &l, const QuantizedTensor &t, const float *originalW,
-                           const Eigen::MatrixXd *H, double seconds) const;
+        const Eigen::MatrixXd *H, double seconds) const;
 
     std::shared_ptr<const Model> m_model;
     const HyperParams &m_h;
@@ -378,7 +406,7 @@ private:
     std::map<std::string, const PlannedLayer *> m_layers;
     uint64_t m_blockBytes = 0;
 
-    std::vector<std::vector<float>> m_x;   // hidden states of the quantized stack, one per sample
+    std::vector<std::vector<float>> m_x; // hidden states of the quantized stack, one per sample
     std::vector<std::vector<float>> m_xfp; // of the float stack (cumulative error)
     std::vector<int64_t> m_lengths;
     std::unique_ptr<ForwardEngine> m_fpEngine;
@@ -391,8 +419,8 @@ void Runner::checkPlan()
             continue;
         const std::string &m = l.config.method();
         if (l.role == TensorRole::Embed && m != "rtn" && m != "zeroquant")
-            throw Error("plan: " + l.name + ": method '" + m +
-                        "' cannot quantize the embedding (it has no input activations); use rtn or zeroquant");
+            throw Error("plan: " + l.name + ": method '" + m
+                + "' cannot quantize the embedding (it has no input activations); use rtn or zeroquant");
         if (l.role == TensorRole::LmHead && m != "rtn" && m != "zeroquant" && m != "gptq")
             throw Error("plan: " + l.name + ": method '" + m + "' is not supported for lm_head (rtn, zeroquant, gptq)");
         if (m != "rtn" && m != "zeroquant" && m != "gptq" && m != "smoothquant" && m != "awq")
@@ -410,23 +438,23 @@ void Runner::checkPlan()
                     if (!firstSq)
                         firstSq = l;
                     else if (l->config.getDouble("alpha") != firstSq->config.getDouble("alpha"))
-                        throw Error("plan: " + l->name + " and " + firstSq->name +
-                                    " read the same input and are smoothed into one norm: their smoothquant alpha "
-                                    "must be equal");
+                        throw Error("plan: " + l->name + " and " + firstSq->name
+                            + " read the same input and are smoothed into one norm: their smoothquant alpha "
+                              "must be equal");
                 }
                 if (m == "awq") {
                     if (!firstAwq)
                         firstAwq = l;
-                    else if (toAwqOptions(l->config).spec.bits != toAwqOptions(firstAwq->config).spec.bits ||
-                             l->config.toJson() != firstAwq->config.toJson())
-                        throw Error("plan: " + l->name + " and " + firstAwq->name +
-                                    " read the same input and share one AWQ scale search: their awq parameters "
-                                    "must be equal");
+                    else if (toAwqOptions(l->config).spec.bits != toAwqOptions(firstAwq->config).spec.bits
+                        || l->config.toJson() != firstAwq->config.toJson())
+                        throw Error("plan: " + l->name + " and " + firstAwq->name
+                            + " read the same input and share one AWQ scale search: their awq parameters "
+                              "must be equal");
                 }
             }
             if (firstSq && firstAwq && (in == LinearInput::AttnIn || in == LinearInput::MlpIn))
-                throw Error("plan: " + firstSq->name + " (smoothquant) and " + firstAwq->name +
-                            " (awq) read the same input: both would fold scales into its norm; use one of them");
+                throw Error("plan: " + firstSq->name + " (smoothquant) and " + firstAwq->name
+                    + " (awq) read the same input: both would fold scales into its norm; use one of them");
         }
 }
 
@@ -465,7 +493,7 @@ std::shared_ptr<const Model> Runner::stageModel(const BlockState &st) const
 
 void Runner::gather(BlockState &st, const std::vector<LinearInput> &inputs, std::map<LinearInput, InputStats> &stats)
 {
-    std::array<InputStats *, 4> slots{};
+    std::array<InputStats *, 4> slots {};
     for (LinearInput in : inputs) {
         bool wantCache = false;
         for (TensorRole r : consumersOf(in)) {
@@ -535,8 +563,8 @@ bool Runner::foldIntoRows(BlockState &st, TensorRole role, const std::vector<flo
     return true;
 }
 
-AwqModuleFn Runner::awqModule(LinearInput in, const BlockState &st, const std::vector<TensorRole> &candidateRoles,
-                              const InputStats &stats) const
+AwqModuleFn Runner::awqModule(
+    LinearInput in, const BlockState &st, const std::vector<TensorRole> &candidateRoles, const InputStats &stats) const
 {
     if (in == LinearInput::AttnOut || in == LinearInput::MlpAct)
         return {}; // the linear alone (linearOutputsModule)
@@ -606,7 +634,7 @@ AwqModuleFn Runner::awqModule(LinearInput in, const BlockState &st, const std::v
             kernels::applyRope(qkv.data() + qDim, n, qkvCols, h.numKvHeads, h.headDim, 0, rope);
             std::vector<float> attn(size_t(n * qDim));
             kernels::causalAttention({ h.numHeads, h.numKvHeads, h.headDim }, qkv.data(), qkvCols, qkv.data() + qDim,
-                                     qkv.data() + qDim + kvDim, qkvCols, n, 0, attn.data(), qDim);
+                qkv.data() + qDim + kvDim, qkvCols, n, 0, attn.data(), qDim);
             MapF Y(out.data() + offset * H, n, H);
             Y.noalias() = ConstMapF(attn.data(), n, qDim) * ConstMapF(wo, H, qDim).transpose();
             if (const float *b = biasOf(TensorRole::O))
@@ -618,7 +646,7 @@ AwqModuleFn Runner::awqModule(LinearInput in, const BlockState &st, const std::v
 }
 
 LayerResult Runner::makeResult(const PlannedLayer &l, const QuantizedTensor &t, const float *originalW,
-                               const Eigen::MatrixXd *H, double seconds) const
+    const Eigen::MatrixXd *H, double seconds) const
 {
     LayerResult r;
     r.name = l.name;
@@ -632,6 +660,7 @@ LayerResult Runner::makeResult(const PlannedLayer &l, const QuantizedTensor &t, 
         r.groupSize = -1;
     const std::vector<float> effective = t.inputScales.empty() ? std::vector<float>() : t.effectiveWeights();
     const float *wq = t.inputScales.empty() ? t.dequantized.data() : effective.data();
+    SmallWorkScope small(2.0 * double(t.rows) * double(t.cols) * double(t.cols));
     const LayerError e = layerError(originalW, wq, t.rows, t.cols, H);
     r.weightMse = e.weightMse;
     r.sqnrDb = e.sqnrDb;
@@ -687,8 +716,8 @@ void Runner::quantizeGroup(BlockState &st, LinearInput in, InputStats &stats)
         std::vector<WeightView> views;
         for (const GroupMember &m : members)
             views.push_back({ m.w.data(), st.rows[m.role], cols });
-        const SmoothingScales sc = computeSmoothingScales(stats.absMax, views, sq.front()->layer->config.getDouble("alpha"),
-                                                          normName(b, in));
+        const SmoothingScales sc = computeSmoothingScales(
+            stats.absMax, views, sq.front()->layer->config.getDouble("alpha"), normName(b, in));
         s = sc.scales;
         sSource = "smoothquant";
         for (size_t j = 0; j < norm.size(); ++j)
@@ -727,14 +756,20 @@ void Runner::quantizeGroup(BlockState &st, LinearInput in, InputStats &stats)
         if (!canFold)
             ao.nGrid = 1; // α = 0 only: s ≡ 1
         m_progress.message("block " + std::to_string(b) + ": AWQ search (" + linearInputName(in) + ")");
-        const ActivationView xv{ stats.cache.data(), stats.cachedTokens(), cols };
+        const ActivationView xv { stats.cache.data(), stats.cachedTokens(), cols };
         std::vector<AwqLinear> linears;
         std::vector<TensorRole> roles;
         for (GroupMember *m : awq) {
-            linears.push_back({ WeightView{ m->w.data(), st.rows[m->role], cols }, m->role, m->layer->name });
+            linears.push_back({ WeightView { m->w.data(), st.rows[m->role], cols }, m->role, m->layer->name });
             roles.push_back(m->role);
         }
         const std::vector<float> meanAbs = stats.meanAbs();
+        // One candidate costs about tokens × cols × Σrows multiply-adds (more with attention); the whole
+        // search runs single-threaded when that is small (see SmallWorkScope).
+        double rowsTotal = 0.0;
+        for (const AwqLinear &l : linears)
+            rowsTotal += double(l.weight.rows);
+        SmallWorkScope small(double(xv.tokens) * double(cols) * rowsTotal, double(1 << 28));
         AwqResult r = runAwq(xv, linears, ao, awqModule(in, st, roles, stats), m_cancel, meanAbs);
         if (canFold) {
             s = r.search.scales;
@@ -784,20 +819,20 @@ void Runner::quantizeGroup(BlockState &st, LinearInput in, InputStats &stats)
         m_progress.throwIfCancelled();
         const auto t0 = Clock::now();
         const MethodConfig &cfg = m.layer->config;
-        const WeightView view{ m.w.data(), st.rows[m.role], cols };
+        const WeightView view { m.w.data(), st.rows[m.role], cols };
         QuantizedTensor t;
         if (m.method == "rtn") {
             t = quantizeRtn(view, toRtnSpec(cfg), m.layer->name);
         } else if (m.method == "zeroquant") {
             t = quantizeZeroQuantWeight(view, toZeroQuantOptions(cfg), m.layer->name);
         } else if (m.method == "smoothquant") {
-            t = quantizeSmoothedWeight(view, sSource == "smoothquant" ? std::span<const float>(s) : std::span<const float>(),
-                                       toSmoothQuantOptions(cfg).weightSpec, m.layer->name);
+            t = quantizeSmoothedWeight(view,
+                sSource == "smoothquant" ? std::span<const float>(s) : std::span<const float>(),
+                toSmoothQuantOptions(cfg).weightSpec, m.layer->name);
         } else if (m.method == "gptq") {
             const GptqOptions go = toGptqOptions(cfg);
-            const std::string key = std::to_string(go.percDamp) + "/" + std::to_string(go.dampIncrement) + "/" +
-                                    std::to_string(go.maxPercDamp) + "/" + (go.actOrder ? "a" : "-") +
-                                    (go.doublePrecision ? "d" : "-");
+            const std::string key = std::to_string(go.percDamp) + "/" + std::to_string(go.dampIncrement) + "/"
+                + std::to_string(go.maxPercDamp) + "/" + (go.actOrder ? "a" : "-") + (go.doublePrecision ? "d" : "-");
             auto it = prepared.find(key);
             if (it == prepared.end())
                 it = prepared.emplace(key, prepareGptqHessian(*hq, go, m.layer->name)).first;
@@ -851,9 +886,9 @@ void Runner::quantizeGroup(BlockState &st, LinearInput in, InputStats &stats)
         if (!spec) {
             spec = cand;
         } else if (spec->bits != cand.bits || spec->scheme != cand.scheme || spec->convention != cand.convention) {
-            warn(m.layer->name + ": reads the same input as " + spec->consumers.front() +
-                 " with different activation quantization; the input is quantized as " + spec->consumers.front() +
-                 " asks (" + std::to_string(spec->bits) + " bits, " + activationSchemeName(spec->scheme) + ")");
+            warn(m.layer->name + ": reads the same input as " + spec->consumers.front()
+                + " with different activation quantization; the input is quantized as " + spec->consumers.front()
+                + " asks (" + std::to_string(spec->bits) + " bits, " + activationSchemeName(spec->scheme) + ")");
         }
         spec->consumers.push_back(m.layer->name);
     }
@@ -980,9 +1015,10 @@ void Runner::processEmbedding(const CalibrationSet &calibration)
         const auto t0 = Clock::now();
         m_progress.message("quantizing " + e.name);
         const std::vector<float> w = m_model->readMatrix(e);
-        const WeightView view{ w.data(), e.rows, e.cols };
-        QuantizedTensor t = l->config.method() == "rtn" ? quantizeRtn(view, toRtnSpec(l->config), e.name)
-                                                         : quantizeZeroQuantWeight(view, toZeroQuantOptions(l->config), e.name);
+        const WeightView view { w.data(), e.rows, e.cols };
+        QuantizedTensor t = l->config.method() == "rtn"
+            ? quantizeRtn(view, toRtnSpec(l->config), e.name)
+            : quantizeZeroQuantWeight(view, toZeroQuantOptions(l->config), e.name);
         t.name = e.name;
         t.method = l->config.method();
         LayerResult lr = makeResult(*l, t, w.data(), nullptr, secondsSince(t0));
@@ -1036,7 +1072,7 @@ void Runner::processHead()
     stats.finish();
     const auto t0 = Clock::now();
     const std::vector<float> w = m_model->readMatrix(head);
-    const WeightView view{ w.data(), head.rows, head.cols };
+    const WeightView view { w.data(), head.rows, head.cols };
     const std::string &method = l->config.method();
     QuantizedTensor t;
     std::optional<GptqResult> gr;
@@ -1077,7 +1113,7 @@ void Runner::run(const CalibrationSet &calibration)
     const int blocks = m_h.numLayers;
     const bool head = layerNamed("lm_head") && layerNamed("lm_head")->quantize;
     for (TensorRole r : { TensorRole::Q, TensorRole::K, TensorRole::V, TensorRole::O, TensorRole::Gate, TensorRole::Up,
-                          TensorRole::Down })
+             TensorRole::Down })
         m_blockBytes += uint64_t(m_model->tensor(layerName(0, r)).numel()) * sizeof(float);
     m_blockBytes += uint64_t(4 * m_h.hiddenSize) * sizeof(float);
 
@@ -1101,8 +1137,8 @@ void Runner::run(const CalibrationSet &calibration)
 
 bool isBlockLinear(TensorRole r)
 {
-    return r == TensorRole::Q || r == TensorRole::K || r == TensorRole::V || r == TensorRole::O ||
-           r == TensorRole::Gate || r == TensorRole::Up || r == TensorRole::Down;
+    return r == TensorRole::Q || r == TensorRole::K || r == TensorRole::V || r == TensorRole::O || r == TensorRole::Gate
+        || r == TensorRole::Up || r == TensorRole::Down;
 }
 
 } // namespace
@@ -1165,8 +1201,8 @@ RunProvenance RunProvenance::fromJson(const nlohmann::json &j)
         p.modelFormat = j.value("model_format", std::string());
         p.modelSha256 = j.at("model_sha256").get<std::string>();
         for (const nlohmann::json &f : j.value("model_files", nlohmann::json::array()))
-            p.modelFiles.push_back({ f.at("file").get<std::string>(), f.at("bytes").get<uint64_t>(),
-                                     f.at("sha256").get<std::string>() });
+            p.modelFiles.push_back(
+                { f.at("file").get<std::string>(), f.at("bytes").get<uint64_t>(), f.at("sha256").get<std::string>() });
         p.calibration = j.value("calibration", nlohmann::json::object());
         p.quantscopeVersion = j.value("quantscope_version", std::string());
         p.date = j.value("date", std::string());
@@ -1295,8 +1331,7 @@ std::shared_ptr<Model> quantizedModel(const std::shared_ptr<const Model> &origin
 }
 
 RunEvaluation evaluateRun(const std::shared_ptr<const Model> &quantized, const std::shared_ptr<const Model> &original,
-                          const std::string &textPath, const EvalOptions &options, bool withKld, int threads,
-                          Progress &progress)
+    const std::string &textPath, const EvalOptions &options, bool withKld, int threads, Progress &progress)
 {
     progress.message("evaluating on " + textPath);
     const TokenizedText text = tokenizeTextFile(*original, textPath, progress);
@@ -1335,7 +1370,7 @@ RunEvaluation evaluateRun(const std::shared_ptr<const Model> &quantized, const s
 }
 
 QuantRun runQuantization(std::shared_ptr<const Model> model, const Plan &plan, const PipelineOptions &options,
-                         PipelineCallbacks &callbacks, Progress &progress)
+    PipelineCallbacks &callbacks, Progress &progress)
 {
     const auto t0 = Clock::now();
     if (!model)
@@ -1372,8 +1407,8 @@ QuantRun runQuantization(std::shared_ptr<const Model> model, const Plan &plan, c
     CalibrationSet calibration;
     if (options.calibrationMode == CalibrationMode::Windows) {
         const TokenizedText text = tokenizeTextFile(*model, options.calibrationText, progress);
-        calibration = makeCalibrationWindows(text.tokens, options.samples, options.seqLen, options.seed,
-                                             options.calibrationText);
+        calibration = makeCalibrationWindows(
+            text.tokens, options.samples, options.seqLen, options.seed, options.calibrationText);
         describeCalibrationText(calibration, options.calibrationText, text.tokenizer);
     } else {
         const std::string text = readTextFile(options.calibrationText);
@@ -1381,8 +1416,8 @@ QuantRun runQuantization(std::shared_ptr<const Model> model, const Plan &plan, c
         std::vector<std::vector<int32_t>> documents;
         for (const std::string &doc : splitDocuments(text, options.documentSeparator))
             documents.push_back(encodeWithSpecials(*tokenizer, doc, model->hparams.addBos));
-        calibration = makeCalibrationDocuments(documents, options.samples, options.seqLen, options.seed,
-                                               options.calibrationText);
+        calibration = makeCalibrationDocuments(
+            documents, options.samples, options.seqLen, options.seed, options.calibrationText);
         describeCalibrationText(calibration, options.calibrationText, tokenizer->name());
         calibration.separator = options.documentSeparator;
     }
@@ -1404,7 +1439,8 @@ QuantRun runQuantization(std::shared_ptr<const Model> model, const Plan &plan, c
     if (!options.evalText.empty()) {
         progress.throwIfCancelled();
         const std::shared_ptr<const Model> qm = quantizedModel(model, run);
-        run.evaluation = evaluateRun(qm, model, options.evalText, options.eval, options.evalKld, options.threads, progress);
+        run.evaluation
+            = evaluateRun(qm, model, options.evalText, options.eval, options.evalKld, options.threads, progress);
     }
     run.seconds = secondsSince(t0);
     return run;

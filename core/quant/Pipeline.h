@@ -110,10 +110,10 @@ struct PipelineOptions
     EvalOptions eval = EvalOptions::defaults(); // ctx 512, llamacpp protocol, all chunks
     bool evalKld = true; // also KLD/top-1 against the original (runs both models chunk by chunk)
 
-    int threads = 0;                   // 0 = all
-    int64_t awqCacheTokens = 8192;     // whole calibration sequences cached per AWQ input group
-    bool cumulativeError = true;       // run the float stack alongside (see the header comment)
-    bool keepDequantized = true;       // false: QuantizedTensor::dequantized cleared after each block
+    int threads = 0; // 0 = all
+    int64_t awqCacheTokens = 8192; // whole calibration sequences cached per AWQ input group
+    bool cumulativeError = true; // run the float stack alongside (see the header comment)
+    bool keepDequantized = true; // false: QuantizedTensor::dequantized cleared after each block
 
     static PipelineOptions defaults() { return {}; }
 };
@@ -128,15 +128,15 @@ struct LayerResult
     int groupSize = -1;
     double weightMse = 0.0;
     double relOutputError = 0.0; // ‖ΔW X‖/‖W X‖ on the calibration inputs (via H, see above)
-    double sqnrDb = 0.0;         // of the weights; +inf when exact
+    double sqnrDb = 0.0; // of the weights; +inf when exact
     std::optional<double> gptqLoss; // Σ ½e² (GPTQ only)
-    std::optional<double> damp;     // relative damping that factorized (GPTQ only)
-    int deadColumns = 0;            // GPTQ: input channels never active in calibration (zeroed)
-    double bitsPerWeight = 0.0;     // incl. scales and zeros (QuantizedTensor::bitsPerWeight)
-    double seconds = 0.0;           // this layer's quantization (a shared search/factorization split evenly)
-    int activationBits = 0;         // > 0: the layer's input is fake-quantized (W8A8 / ZeroQuant)
-    std::string inputScales;        // "smoothquant" | "awq" | "": the weights were scaled by a folded s
-    std::string note;               // e.g. "AWQ scaling skipped for o_proj (GQA)"
+    std::optional<double> damp; // relative damping that factorized (GPTQ only)
+    int deadColumns = 0; // GPTQ: input channels never active in calibration (zeroed)
+    double bitsPerWeight = 0.0; // incl. scales and zeros (QuantizedTensor::bitsPerWeight)
+    double seconds = 0.0; // this layer's quantization (a shared search/factorization split evenly)
+    int activationBits = 0; // > 0: the layer's input is fake-quantized (W8A8 / ZeroQuant)
+    std::string inputScales; // "smoothquant" | "awq" | "": the weights were scaled by a folded s
+    std::string note; // e.g. "AWQ scaling skipped for o_proj (GQA)"
 
     // {name, block, role, method, bits, group_size, weight_mse, rel_output_error, sqnr_db (null when
     // infinite), seconds, bits_per_weight, [gptq_loss, damp, dead_columns], [activation_bits],
@@ -153,21 +153,21 @@ struct BlockResult
 
 struct PipelineCallbacks
 {
-    std::function<void(const LayerResult &)> onLayerDone;                   // as each layer finishes
-    std::function<void(int block, double cumulativeError)> onBlockDone;     // NaN without cumulativeError
-    std::function<void(const std::string &)> onWarning;                     // also kept in QuantRun::warnings
+    std::function<void(const LayerResult &)> onLayerDone; // as each layer finishes
+    std::function<void(int block, double cumulativeError)> onBlockDone; // NaN without cumulativeError
+    std::function<void(const std::string &)> onWarning; // also kept in QuantRun::warnings
 };
 
 struct ModelFileHash
 {
-    std::string file;   // relative to the model path ("" when the model path is the file itself)
+    std::string file; // relative to the model path ("" when the model path is the file itself)
     uint64_t bytes = 0;
     std::string sha256;
 };
 
 struct RunProvenance
 {
-    std::string modelPath;         // as given
+    std::string modelPath; // as given
     std::string modelAbsolutePath; // resolved at run time
     std::string modelFormat;
     std::vector<ModelFileHash> modelFiles;
@@ -175,9 +175,9 @@ struct RunProvenance
     // value identifies the model whatever its file count. Files hashed: the model path when it is a file;
     // for a folder, its regular files ending in .safetensors, .json, .gguf, .bin or .model.
     std::string modelSha256;
-    nlohmann::json calibration;    // CalibrationSet::toJson(): text path + SHA-256, tokenizer, seed, N, L, ...
+    nlohmann::json calibration; // CalibrationSet::toJson(): text path + SHA-256, tokenizer, seed, N, L, ...
     std::string quantscopeVersion;
-    std::string date;              // UTC, ISO 8601 ("2024-05-01T12:00:00Z")
+    std::string date; // UTC, ISO 8601 ("2024-05-01T12:00:00Z")
     int threads = 0;
 
     nlohmann::json toJson() const;
@@ -195,8 +195,8 @@ struct RunEvaluation
     int ctx = 0;
     int64_t chunks = 0;
     int64_t tokensScored = 0;
-    double perplexity = 0.0;          // quantized model
-    double originalPerplexity = 0.0;  // the original model, same chunks
+    double perplexity = 0.0; // quantized model
+    double originalPerplexity = 0.0; // the original model, same chunks
     bool hasKld = false;
     double kldMean = 0.0;
     double kldMedian = 0.0;
@@ -213,9 +213,9 @@ struct QuantRun
     Plan plan;
     std::vector<PlannedLayer> layersPlanned; // plan.resolve(model)
     RunProvenance provenance;
-    std::vector<LayerResult> layers;         // in quantization order (model order)
+    std::vector<LayerResult> layers; // in quantization order (model order)
     std::vector<BlockResult> blocks;
-    std::vector<QuantizedTensor> tensors;    // every quantized layer, same order as layers
+    std::vector<QuantizedTensor> tensors; // every quantized layer, same order as layers
     // Float tensors the run changed: RMSNorm γ with folded 1/s ("model.layers.N.input_layernorm", ...),
     // and float (unquantized) weights or biases rescaled by a fold (rows × cols floats, Model layout).
     std::map<std::string, std::vector<float>> modifiedTensors;
@@ -234,7 +234,7 @@ struct QuantRun
 // Runs the pipeline. Throws Error (bad plan for this model, calibration text unreadable or too short,
 // a method failing on a layer, naming it) or Cancelled.
 QuantRun runQuantization(std::shared_ptr<const Model> model, const Plan &plan, const PipelineOptions &options,
-                         PipelineCallbacks &callbacks, Progress &progress);
+    PipelineCallbacks &callbacks, Progress &progress);
 
 // The quantized model of a run in memory: `original` with the quantized linears replaced by their
 // dequantized weights, the modified tensors replaced, and the run's activation quantization as the
@@ -244,7 +244,6 @@ std::shared_ptr<Model> quantizedModel(const std::shared_ptr<const Model> &origin
 // Evaluates a quantized model against its original as the pipeline does (perplexity of both, and KLD /
 // top-1 when withKld). Progress: the evaluation's chunks.
 RunEvaluation evaluateRun(const std::shared_ptr<const Model> &quantized, const std::shared_ptr<const Model> &original,
-                          const std::string &textPath, const EvalOptions &options, bool withKld, int threads,
-                          Progress &progress);
+    const std::string &textPath, const EvalOptions &options, bool withKld, int threads, Progress &progress);
 
 } // namespace qs::core

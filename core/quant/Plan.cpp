@@ -42,7 +42,7 @@ nlohmann::json paramToJson(const ParamValue &v)
         nlohmann::json operator()(bool b) const { return b; }
         nlohmann::json operator()(const std::string &s) const { return s; }
     };
-    return std::visit(V{}, v);
+    return std::visit(V {}, v);
 }
 
 // Sets one rule parameter on a config, converting as MethodConfig::fromJson does (an integral double is
@@ -167,8 +167,8 @@ void Plan::checkRule(const PlanRule &rule, const std::string &context) const
         throw Error(context + ": match: missing");
     if (!rule.method.empty()) {
         if (!findQuantMethod(rule.method))
-            throw Error(context + ": method: unknown quantization method '" + rule.method + "' (known: " +
-                        quantMethodNames() + ")");
+            throw Error(context + ": method: unknown quantization method '" + rule.method
+                + "' (known: " + quantMethodNames() + ")");
         MethodConfig c = MethodConfig::defaults(rule.method);
         for (const auto &[key, value] : rule.params)
             applyParam(c, key, value, context);

@@ -41,6 +41,8 @@
 // method 'foo' (known: ...)", "plan: default: group_size: ...", and resolve() adds the layer:
 // "plan: rules[1]: act_order: method 'rtn' has no such parameter (layer model.layers.0.mlp.up_proj)".
 //
+// "rules" and "skip" may be omitted (empty lists); "default" is required.
+//
 // Saving. toJson() writes "default" as the full default config (every parameter), each rule exactly as
 // given (match, method when given, and its parameters), and "skip"; fromJson(toJson()) == *this.
 
@@ -100,10 +102,10 @@ struct PlannedLayer
     TensorRole role = TensorRole::Q;
     int64_t rows = 0;
     int64_t cols = 0;
-    bool quantize = false;    // false: stays in float
-    std::string reason;       // why it is in float: "skip: lm_head", "embed and lm_head need a rule", ...
-    MethodConfig config;      // the resolved config when quantize
-    std::vector<int> rules;   // indices of the matching rules, in order (applied ones)
+    bool quantize = false; // false: stays in float
+    std::string reason; // why it is in float: "skip: lm_head", "embed and lm_head need a rule", ...
+    MethodConfig config; // the resolved config when quantize
+    std::vector<int> rules; // indices of the matching rules, in order (applied ones)
 };
 
 class Plan

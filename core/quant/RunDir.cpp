@@ -28,8 +28,7 @@ class TempDirGuard
 public:
     explicit TempDirGuard(std::string path)
         : m_path(std::move(path))
-    {
-    }
+    { }
     ~TempDirGuard()
     {
         if (!m_path.empty()) {
@@ -55,7 +54,7 @@ GridId parseGrid(const std::string &name, const std::string &context)
 SymConvention parseConvention(const std::string &name, const std::string &context)
 {
     for (SymConvention c : { SymConvention::None, SymConvention::Restricted, SymConvention::FullSigned,
-                             SymConvention::GptqMidpoint, SymConvention::SignedMax })
+             SymConvention::GptqMidpoint, SymConvention::SignedMax })
         if (name == symConventionName(c))
             return c;
     throw Error(context + ": unknown convention '" + name + "'");
@@ -79,9 +78,9 @@ ZeroPointKind parseZeroKind(const std::string &name, const std::string &context)
 
 TensorRole parseRole(const std::string &name)
 {
-    for (TensorRole r : { TensorRole::Embed, TensorRole::Q, TensorRole::K, TensorRole::V, TensorRole::O,
-                          TensorRole::Gate, TensorRole::Up, TensorRole::Down, TensorRole::Norm, TensorRole::LmHead,
-                          TensorRole::Bias })
+    for (TensorRole r :
+        { TensorRole::Embed, TensorRole::Q, TensorRole::K, TensorRole::V, TensorRole::O, TensorRole::Gate,
+            TensorRole::Up, TensorRole::Down, TensorRole::Norm, TensorRole::LmHead, TensorRole::Bias })
         if (name == roleName(r))
             return r;
     return TensorRole::Q;
@@ -136,8 +135,9 @@ ParsedRun parseRun(const std::string &path)
         fail(jsonPath.string(), std::string("not a QuantScope run (\"format\" is not \"") + kFormatName + "\")");
     const int version = p.j.value("format_version", 0);
     if (version < 1 || version > kRunFormatVersion)
-        fail(jsonPath.string(), "unsupported run format version " + std::to_string(version) + " (this build reads up to " +
-                                    std::to_string(kRunFormatVersion) + ")");
+        fail(jsonPath.string(),
+            "unsupported run format version " + std::to_string(version) + " (this build reads up to "
+                + std::to_string(kRunFormatVersion) + ")");
     try {
         p.provenance = RunProvenance::fromJson(p.j.at("provenance"));
         p.activationQuant = ActivationQuantPlan::fromJson(p.j.value("activation_quant", nlohmann::json::array()));
@@ -147,7 +147,7 @@ ParsedRun parseRun(const std::string &path)
         fail(jsonPath.string(), e.what());
     }
     const std::string file = p.j.contains("tensors") ? p.j["tensors"].value("file", std::string(kRunTensorsFile))
-                                                      : std::string(kRunTensorsFile);
+                                                     : std::string(kRunTensorsFile);
     if (file.find('/') != std::string::npos || file.find("..") != std::string::npos)
         fail(jsonPath.string(), "tensors.file must be a file name inside the run directory");
     p.tensors = Safetensors::open((dir / file).string());
@@ -160,12 +160,14 @@ const SafetensorsEntry &entryOf(const Safetensors &st, const std::string &name, 
     if (!e)
         fail(st.fileName(), "tensor " + name + " is missing");
     if (e->dtype != dtype || e->numel != numel)
-        fail(st.fileName(), "tensor " + name + " is " + e->dtype + " with " + std::to_string(e->numel) +
-                                " elements, expected " + dtype + " with " + std::to_string(numel));
+        fail(st.fileName(),
+            "tensor " + name + " is " + e->dtype + " with " + std::to_string(e->numel) + " elements, expected " + dtype
+                + " with " + std::to_string(numel));
     return *e;
 }
 
-template <class T> std::vector<T> readVector(const Safetensors &st, const std::string &name, const char *dtype, uint64_t numel)
+template <class T>
+std::vector<T> readVector(const Safetensors &st, const std::string &name, const char *dtype, uint64_t numel)
 {
     const SafetensorsEntry &e = entryOf(st, name, dtype, numel);
     std::vector<T> v(static_cast<size_t>(numel));
@@ -180,8 +182,7 @@ class DequantTensorData final : public TensorData
 {
 public:
     DequantTensorData(std::shared_ptr<const Safetensors> keepAlive, const uint8_t *codes, int64_t rows, int64_t cols,
-                      int numGroups, std::vector<float> scales, std::vector<float> zeros, std::vector<int32_t> gIdx,
-                      std::string name)
+        int numGroups, std::vector<float> scales, std::vector<float> zeros, std::vector<int32_t> gIdx, std::string name)
         : m_keepAlive(std::move(keepAlive))
         , m_codes(codes)
         , m_rows(rows)
@@ -191,13 +192,12 @@ public:
         , m_zeros(std::move(zeros))
         , m_gIdx(std::move(gIdx))
         , m_name(std::move(name))
-    {
-    }
+    { }
     void readRows(int64_t firstRow, int64_t rowCount, float *out) const override
     {
         if (firstRow < 0 || rowCount < 0 || firstRow + rowCount > m_rows)
-            throw Error(m_name + ": rows [" + std::to_string(firstRow) + ", " + std::to_string(firstRow + rowCount) +
-                        ") outside " + std::to_string(m_rows));
+            throw Error(m_name + ": rows [" + std::to_string(firstRow) + ", " + std::to_string(firstRow + rowCount)
+                + ") outside " + std::to_string(m_rows));
         for (int64_t r = 0; r < rowCount; ++r) {
             const int64_t row = firstRow + r;
             const float *s = m_scales.data() + row * m_numGroups;
@@ -228,8 +228,7 @@ public:
         : m_data(std::move(data))
         , m_rows(rows)
         , m_cols(cols)
-    {
-    }
+    { }
     void readRows(int64_t firstRow, int64_t rowCount, float *out) const override
     {
         if (firstRow < 0 || rowCount < 0 || firstRow + rowCount > m_rows)
@@ -288,7 +287,7 @@ LayerResult layerFromJson(const nlohmann::json &j)
     r.weightMse = j.value("weight_mse", 0.0);
     r.relOutputError = j.value("rel_output_error", 0.0);
     r.sqnrDb = j.contains("sqnr_db") && j["sqnr_db"].is_number() ? j["sqnr_db"].get<double>()
-                                                                   : std::numeric_limits<double>::infinity();
+                                                                 : std::numeric_limits<double>::infinity();
     r.seconds = j.value("seconds", 0.0);
     r.bitsPerWeight = j.value("bits_per_weight", 0.0);
     if (j.contains("gptq_loss"))
@@ -320,9 +319,9 @@ nlohmann::ordered_json runJson(const QuantRun &run)
     nlohmann::json blocks = nlohmann::json::array();
     for (const BlockResult &b : run.blocks)
         blocks.push_back({ { "block", b.block },
-                           { "cumulative_error",
-                             std::isfinite(b.cumulativeError) ? nlohmann::json(b.cumulativeError) : nlohmann::json() },
-                           { "seconds", b.seconds } });
+            { "cumulative_error",
+                std::isfinite(b.cumulativeError) ? nlohmann::json(b.cumulativeError) : nlohmann::json() },
+            { "seconds", b.seconds } });
     j["blocks"] = blocks;
     j["bits_per_weight"] = run.bitsPerWeight;
     if (run.evaluation) {
@@ -415,7 +414,8 @@ void writeRunDir(const QuantRun &run, const std::string &path, Progress &progres
             t.scales.size() * sizeof(float));
         add(t.name + ".zeros", SafetensorsDType::F32, { uint64_t(t.rows), uint64_t(ng) }, t.zeros.data(),
             t.zeros.size() * sizeof(float));
-        add(t.name + ".g_idx", SafetensorsDType::I32, { uint64_t(t.cols) }, t.gIdx.data(), t.gIdx.size() * sizeof(int32_t));
+        add(t.name + ".g_idx", SafetensorsDType::I32, { uint64_t(t.cols) }, t.gIdx.data(),
+            t.gIdx.size() * sizeof(int32_t));
         if (!t.inputScales.empty())
             add(t.name + ".input_scales", SafetensorsDType::F32, { uint64_t(t.cols) }, t.inputScales.data(),
                 t.inputScales.size() * sizeof(float));
@@ -536,13 +536,15 @@ std::unique_ptr<Model> openRunDirModel(const std::string &path)
             break;
         }
     if (original.empty())
-        fail(path, "the original model " + (prov.modelAbsolutePath.empty() ? prov.modelPath : prov.modelAbsolutePath) +
-                       " is missing (a run references its model by path and SHA-256; put the model back there)");
+        fail(path,
+            "the original model " + (prov.modelAbsolutePath.empty() ? prov.modelPath : prov.modelAbsolutePath)
+                + " is missing (a run references its model by path and SHA-256; put the model back there)");
     RunProvenance now;
     hashModelFiles(original, now);
     if (now.modelSha256 != prov.modelSha256)
-        fail(path, "the original model " + original + " has changed since the run (SHA-256 " + now.modelSha256 +
-                       ", the run recorded " + prov.modelSha256 + ")");
+        fail(path,
+            "the original model " + original + " has changed since the run (SHA-256 " + now.modelSha256
+                + ", the run recorded " + prov.modelSha256 + ")");
 
     std::unique_ptr<Model> model = openModel(original);
     const Safetensors &st = *p.tensors;
@@ -563,8 +565,9 @@ std::unique_ptr<Model> openRunDirModel(const std::string &path)
                 if (x.name == t.name)
                     target = &x;
             if (!target || target->rows != t.rows || target->cols != t.cols)
-                fail(path, t.name + ": not a " + std::to_string(t.rows) + " x " + std::to_string(t.cols) +
-                               " tensor of the original model");
+                fail(path,
+                    t.name + ": not a " + std::to_string(t.rows) + " x " + std::to_string(t.cols)
+                        + " tensor of the original model");
             const uint64_t ng = uint64_t(t.numGroups());
             const SafetensorsEntry &codes = entryOf(st, t.name + ".qcodes", "U8", uint64_t(t.rows * t.cols));
             std::vector<float> scales = readVector<float>(st, t.name + ".scales", "F32", uint64_t(t.rows) * ng);
@@ -574,8 +577,7 @@ std::unique_ptr<Model> openRunDirModel(const std::string &path)
                 if (g < 0 || uint64_t(g) >= ng)
                     fail(st.fileName(), t.name + ".g_idx: group " + std::to_string(g) + " out of range");
             target->data = std::make_shared<DequantTensorData>(p.tensors, st.tensorBytes(codes), t.rows, t.cols,
-                                                               int(ng), std::move(scales), std::move(zeros),
-                                                               std::move(gIdx), t.name);
+                int(ng), std::move(scales), std::move(zeros), std::move(gIdx), t.name);
             target->dtype = DType::F32; // dequantized on read; the codes are t.bits wide
             target->storedBytes = codes.byteSize() + 2 * ng * uint64_t(t.rows) * sizeof(float) + uint64_t(t.cols) * 4;
             target->tied = false;
@@ -605,8 +607,8 @@ std::unique_ptr<Model> openRunDirModel(const std::string &path)
     model->path = path;
     model->inputTransform = p.activationQuant.transform();
     model->runInfo = info;
-    model->warnings.push_back("quantized run of " + original + " (" + std::to_string(info->quantizedLayers.size()) +
-                              " quantized layers)");
+    model->warnings.push_back(
+        "quantized run of " + original + " (" + std::to_string(info->quantizedLayers.size()) + " quantized layers)");
     return model;
 }
 

@@ -37,7 +37,7 @@ inline constexpr int kRunFormatVersion = 1;
 struct RunInfo
 {
     std::string runPath;
-    std::string originalPath;      // the model path that was opened
+    std::string originalPath; // the model path that was opened
     std::string originalSha256;
     ActivationQuantPlan activationQuant;
     std::vector<std::string> quantizedLayers;

@@ -73,8 +73,7 @@ private slots:
             "skip": ["lm_head", "model.embed_tokens"]})");
         const QString out = m_dir + "/run";
         const auto r = runCli({ "quantize", m_model, "--plan", plan, "--calib", m_text, "--samples", "4", "--seqlen",
-                                "32", "--out", out, "--eval-text", m_text, "--ctx", "64", "--max-chunks", "3",
-                                "--json", "--quiet" });
+            "32", "--out", out, "--eval-text", m_text, "--ctx", "64", "--max-chunks", "3", "--json", "--quiet" });
         QVERIFY2(r.exitCode == 0, qPrintable(r.err));
         const QJsonObject j = parseObject(r.out);
         for (const char *key : { "layers", "bits_per_weight", "perplexity", "kld_mean", "seconds" })
@@ -83,8 +82,8 @@ private slots:
         QCOMPARE(layers.size(), 35);
         for (const QJsonValue &v : layers) {
             const QJsonObject l = v.toObject();
-            for (const char *key : { "name", "method", "bits", "group_size", "weight_mse", "rel_output_error", "sqnr_db",
-                                     "seconds" })
+            for (const char *key :
+                { "name", "method", "bits", "group_size", "weight_mse", "rel_output_error", "sqnr_db", "seconds" })
                 QVERIFY2(l.contains(QLatin1String(key)), key);
         }
         QCOMPARE(layers.at(6).toObject().value("name").toString(), QStringLiteral("model.layers.0.mlp.down_proj"));
@@ -96,7 +95,7 @@ private slots:
 
         // eval accepts the RUN_DIR as MODEL and measures the same model (same chunks, same numbers).
         const auto e = runCli({ "eval", out, "--text", m_text, "--ctx", "64", "--max-chunks", "3", "--reference",
-                                m_model, "--json", "--quiet" });
+            m_model, "--json", "--quiet" });
         QVERIFY2(e.exitCode == 0, qPrintable(e.err));
         const QJsonObject ej = parseObject(e.out);
         QCOMPARE(ej.value("perplexity").toDouble(), j.value("perplexity").toDouble());
@@ -104,7 +103,7 @@ private slots:
 
         // Human output: the per-layer table and a summary.
         const auto h = runCli({ "quantize", m_model, "--plan", plan, "--calib", m_text, "--samples", "2", "--seqlen",
-                                "16", "--out", out, "--quiet" });
+            "16", "--out", out, "--quiet" });
         QVERIFY2(h.exitCode == 0, qPrintable(h.err));
         QVERIFY(h.out.contains("model.layers.4.mlp.down_proj"));
         QVERIFY(h.out.contains("bits per weight"));
@@ -112,12 +111,13 @@ private slots:
 
     void userErrorsAreOneLineNamingTheFlag()
     {
-        const QString bad = writeFile(m_dir + "/bad-plan.json",
-                                      R"({"default": {"method": "rtn"}, "rules": [{"match": "*", "bits": 13}]})");
+        const QString bad = writeFile(
+            m_dir + "/bad-plan.json", R"({"default": {"method": "rtn"}, "rules": [{"match": "*", "bits": 13}]})");
         auto r = runCli({ "quantize", m_model, "--plan", bad, "--calib", m_text, "--out", m_dir + "/x" });
         QCOMPARE(r.exitCode, 1);
         QCOMPARE(r.err.count('\n'), 1);
-        QVERIFY2(r.err.contains("--plan") && r.err.contains(bad) && r.err.contains("rules[0]: bits"), qPrintable(r.err));
+        QVERIFY2(
+            r.err.contains("--plan") && r.err.contains(bad) && r.err.contains("rules[0]: bits"), qPrintable(r.err));
 
         r = runCli({ "quantize", m_model, "--plan", bad, "--out", m_dir + "/x" });
         QCOMPARE(r.exitCode, 1);
@@ -130,8 +130,8 @@ private slots:
         QCOMPARE(r.err.count('\n'), 1);
         QVERIFY2(r.err.contains("--calib") && r.err.contains("nope.txt"), qPrintable(r.err));
 
-        r = runCli({ "quantize", m_model, "--plan", m_dir + "/missing-plan.json", "--calib", m_text, "--out",
-                     m_dir + "/x" });
+        r = runCli(
+            { "quantize", m_model, "--plan", m_dir + "/missing-plan.json", "--calib", m_text, "--out", m_dir + "/x" });
         QCOMPARE(r.exitCode, 1);
         QVERIFY2(r.err.contains("missing-plan.json"), qPrintable(r.err));
 

@@ -95,7 +95,7 @@ private slots:
         QCOMPARE(down.config.getInt("bits"), int64_t(4));
         QCOMPARE(down.config.getInt("group_size"), int64_t(32));
         QVERIFY(down.config.getBool("act_order"));
-        QCOMPARE(down.rules, std::vector<int>{ 0 });
+        QCOMPARE(down.rules, std::vector<int> { 0 });
 
         const PlannedLayer k = plan.resolveLayer("model.layers.0.self_attn.k_proj", TensorRole::K);
         QCOMPARE(k.config.method(), std::string("awq"));
@@ -108,7 +108,7 @@ private slots:
         QCOMPARE(q.config.method(), std::string("rtn"));
         QCOMPARE(q.config.getInt("bits"), int64_t(6));
         QCOMPARE(q.config.getBool("symmetric"), false);
-        QCOMPARE(q.rules, (std::vector<int>{ 1, 2 }));
+        QCOMPARE(q.rules, (std::vector<int> { 1, 2 }));
 
         // Unmatched block linears take the default.
         const PlannedLayer gate = plan.resolveLayer("model.layers.0.mlp.gate_proj", TensorRole::Gate);
@@ -170,27 +170,39 @@ private slots:
         QTest::newRow("unknown method") << R"({"default": {"method": "rtn"}, "rules": [{"match": "*", "bits": 4},
             {"match": "*q_proj", "method": "frobnicate"}]})"
                                         << "plan: rules[1]: method: unknown quantization method 'frobnicate'";
-        QTest::newRow("bits out of range") << R"({"default": {"method": "rtn"}, "rules": [{"match": "*", "method": "gptq",
-            "bits": 9}]})" << "plan: rules[0]: bits: 9 is outside 2..8";
+        QTest::newRow("bits out of range")
+            << R"({"default": {"method": "rtn"}, "rules": [{"match": "*", "method": "gptq",
+            "bits": 9}]})"
+            << "plan: rules[0]: bits: 9 is outside 2..8";
         QTest::newRow("method-less bits out of range") << R"({"default": {"method": "rtn"}, "rules": [{"match": "*",
-            "bits": 1}]})" << "plan: rules[0]: bits: 1 is outside 2..8";
+            "bits": 1}]})"
+                                                       << "plan: rules[0]: bits: 1 is outside 2..8";
         QTest::newRow("unknown param") << R"({"default": {"method": "rtn"}, "rules": [{"match": "*", "method": "rtn",
-            "act_order": true}]})" << "plan: rules[0]: act_order:";
-        QTest::newRow("param of no method") << R"({"default": {"method": "rtn"}, "rules": [{"match": "*", "nonsense": 3}]})"
-                                            << "plan: rules[0]: nonsense: no quantization method has such a parameter";
-        QTest::newRow("wrong type") << R"({"default": {"method": "gptq"}, "rules": [{"match": "*", "act_order": "yes"}]})"
-                                    << "plan: rules[0]: act_order: expected bool";
+            "act_order": true}]})"
+                                       << "plan: rules[0]: act_order:";
+        QTest::newRow("param of no method")
+            << R"({"default": {"method": "rtn"}, "rules": [{"match": "*", "nonsense": 3}]})"
+            << "plan: rules[0]: nonsense: no quantization method has such a parameter";
+        QTest::newRow("wrong type")
+            << R"({"default": {"method": "gptq"}, "rules": [{"match": "*", "act_order": "yes"}]})"
+            << "plan: rules[0]: act_order: expected bool";
         QTest::newRow("missing match") << R"({"default": {"method": "rtn"}, "rules": [{"method": "rtn"}]})"
                                        << "plan: rules[0]: match: missing";
         // (A plain string here: moc misreads a raw string holding an unbalanced parenthesis.)
-        QTest::newRow("bad regex") << "{\"default\": {\"method\": \"rtn\"}, \"rules\": [{\"match\": \"re:[\", \"bits\": 4}]}"
-                                   << "plan: rules[0]: match: bad regular expression";
-        QTest::newRow("bad default") << R"({"default": {"method": "rtn", "bits": 12}})" << "plan: default: bits:";
-        QTest::newRow("missing default") << R"({"rules": []})" << "plan: default: missing";
-        QTest::newRow("unknown key") << R"({"default": {"method": "rtn"}, "rulez": []})" << "plan: rulez: unknown key";
-        QTest::newRow("skip not a list") << R"({"default": {"method": "rtn"}, "skip": "lm_head"})" << "plan: skip:";
+        QTest::newRow("bad regex")
+            << "{\"default\": {\"method\": \"rtn\"}, \"rules\": [{\"match\": \"re:[\", \"bits\": 4}]}"
+            << "plan: rules[0]: match: bad regular expression";
+        QTest::newRow("bad default") << R"({"default": {"method": "rtn", "bits": 12}})"
+                                     << "plan: default: bits:";
+        QTest::newRow("missing default") << R"({"rules": []})"
+                                         << "plan: default: missing";
+        QTest::newRow("unknown key") << R"({"default": {"method": "rtn"}, "rulez": []})"
+                                     << "plan: rulez: unknown key";
+        QTest::newRow("skip not a list") << R"({"default": {"method": "rtn"}, "skip": "lm_head"})"
+                                         << "plan: skip:";
         QTest::newRow("cross-parameter") << R"({"default": {"method": "rtn"}, "rules": [{"match": "*", "method": "gptq",
-            "group_size": 0}]})" << "plan: rules[0]: group_size: 0 (per tensor) is not supported by gptq";
+            "group_size": 0}]})"
+                                         << "plan: rules[0]: group_size: 0 (per tensor) is not supported by gptq";
     }
     void errorsNameRuleAndParameter()
     {
@@ -207,8 +219,7 @@ private slots:
         const Plan plan = Plan::fromJson(json::parse(R"({"default": {"method": "rtn"}, "rules": [
             {"match": "*down_proj", "method": "gptq"}, {"match": "*mlp.*", "act_order": true}]})"));
         QVERIFY(plan.resolveLayer(kDown3, TensorRole::Down).config.getBool("act_order"));
-        const std::string e =
-            errorText([&] { (void)plan.resolveLayer("model.layers.0.mlp.up_proj", TensorRole::Up); });
+        const std::string e = errorText([&] { (void)plan.resolveLayer("model.layers.0.mlp.up_proj", TensorRole::Up); });
         QVERIFY2(e.find("plan: rules[1]: act_order:") != std::string::npos, e.c_str());
         QVERIFY2(e.find("model.layers.0.mlp.up_proj") != std::string::npos, e.c_str());
     }
