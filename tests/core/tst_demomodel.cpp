@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <omp.h>
 
+#include "VectorTensorData.h"
 #include "common/Error.h"
 #include "common/Progress.h"
 #include "io/FormatRegistry.h"
@@ -53,22 +54,7 @@ std::vector<std::string> siblingsOf(const fs::path &dir)
 }
 
 // A minimal F32 safetensors parser, independent of the project's reader, feeding in-memory tensors.
-class VectorTensorData final : public TensorData
-{
-public:
-    VectorTensorData(std::vector<float> v, int64_t cols)
-        : m_v(std::move(v))
-        , m_cols(cols)
-    { }
-    void readRows(int64_t first, int64_t count, float *out) const override
-    {
-        std::copy_n(m_v.begin() + first * m_cols, count * m_cols, out);
-    }
-
-private:
-    std::vector<float> m_v;
-    int64_t m_cols;
-};
+using VectorTensorData = qs::test::VectorTensorData;
 
 std::unique_ptr<Model> loadF32(const fs::path &file)
 {

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "VectorTensorData.h"
 #include "TestData.h"
 #include "common/Error.h"
 #include "eval/Evaluate.h"
@@ -52,22 +53,7 @@ std::vector<int32_t> randomTokens(int64_t n, int vocab, uint32_t seed)
     return t;
 }
 
-class VectorData final : public TensorData
-{
-public:
-    VectorData(std::vector<float> v, int64_t cols)
-        : m_v(std::move(v))
-        , m_cols(cols)
-    { }
-    void readRows(int64_t firstRow, int64_t rowCount, float *out) const override
-    {
-        std::copy_n(m_v.data() + firstRow * m_cols, rowCount * m_cols, out);
-    }
-
-private:
-    std::vector<float> m_v;
-    int64_t m_cols;
-};
+using VectorData = qs::test::VectorTensorData;
 
 // A tiny random Llama (1 block, GQA 2:1) for tests where only the bookkeeping matters: under sanitizers
 // in Debug it runs a hundred times faster than stories260K.

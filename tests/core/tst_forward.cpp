@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "VectorTensorData.h"
 #include "TestData.h"
 #include "common/Error.h"
 #include "io/FormatRegistry.h"
@@ -94,22 +95,7 @@ int32_t argmaxRow(const float *row, int64_t n)
 
 // ---- an in-memory model with random weights ----
 
-class VectorData final : public TensorData
-{
-public:
-    VectorData(std::vector<float> v, int64_t cols)
-        : m_v(std::move(v))
-        , m_cols(cols)
-    { }
-    void readRows(int64_t firstRow, int64_t rowCount, float *out) const override
-    {
-        std::copy_n(m_v.data() + firstRow * m_cols, rowCount * m_cols, out);
-    }
-
-private:
-    std::vector<float> m_v;
-    int64_t m_cols;
-};
+using VectorData = qs::test::VectorTensorData;
 
 struct RandomSpec
 {

@@ -16,6 +16,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "VectorTensorData.h"
 #include "TestData.h"
 #include "common/Error.h"
 #include "eval/Evaluate.h"
@@ -66,22 +67,7 @@ private:
 };
 
 // In-memory float rows for hand-built model variants.
-class VecData final : public TensorData
-{
-public:
-    VecData(std::vector<float> v, int64_t cols)
-        : m_v(std::move(v))
-        , m_cols(cols)
-    { }
-    void readRows(int64_t first, int64_t n, float *out) const override
-    {
-        std::copy_n(m_v.data() + first * m_cols, n * m_cols, out);
-    }
-
-private:
-    std::vector<float> m_v;
-    int64_t m_cols;
-};
+using VecData = qs::test::VectorTensorData;
 
 void replaceData(Model &m, const std::string &name, std::vector<float> values)
 {

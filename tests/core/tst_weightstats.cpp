@@ -12,6 +12,7 @@
 
 #include <omp.h>
 
+#include "VectorTensorData.h"
 #include "common/Error.h"
 #include "common/Progress.h"
 #include "model/Model.h"
@@ -28,22 +29,7 @@ constexpr double kMomentTolerance = 1e-10;
 // tolerance only states what the GUI may rely on.
 constexpr double kThreadTolerance = 0.0;
 
-class VectorTensorData final : public TensorData
-{
-public:
-    VectorTensorData(std::vector<float> values, int64_t cols)
-        : m_values(std::move(values))
-        , m_cols(cols)
-    { }
-    void readRows(int64_t firstRow, int64_t rowCount, float *out) const override
-    {
-        std::copy_n(m_values.begin() + firstRow * m_cols, rowCount * m_cols, out);
-    }
-
-private:
-    std::vector<float> m_values;
-    int64_t m_cols;
-};
+using VectorTensorData = qs::test::VectorTensorData;
 
 Tensor makeTensor(const std::string &name, int64_t rows, int64_t cols, std::vector<float> values)
 {
