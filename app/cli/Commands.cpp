@@ -8,6 +8,7 @@ Command benchCommand();
 Command evalCommand();
 Command calibrateCommand();
 Command quantizeCommand();
+Command exportCommand();
 
 const std::vector<Command> &commands()
 {
@@ -17,6 +18,7 @@ const std::vector<Command> &commands()
         evalCommand(),
         calibrateCommand(),
         quantizeCommand(),
+        exportCommand(),
         benchCommand(),
     };
     return table;

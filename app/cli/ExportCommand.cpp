@@ -1,0 +1,84 @@
+// quantscope-cli export RUN_DIR|MODEL --format gguf|gptq|hdf5 --out PATH [--type TYPE] [--no-tensors] [--json]
+#include <chrono>
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
+#include "Commands.h"
+#include "common/Error.h"
+#include "export/ExportSource.h"
+#include "export/GgufExport.h"
+#include "export/GptqExport.h"
+#include "export/ProjectH5.h"
+
+namespace qs::cli {
+
+namespace {
+
+int runExport(const Args &args)
+{
+    const std::string path = args.requirePositional(0, "RUN_DIR|MODEL");
+    const std::string format = args.requireValue("format");
+    const std::string out = args.requireValue("out");
+    if (format != "gguf" && format != "gptq" && format != "hdf5") {
+        throw UsageError("export: --format: '" + format + "' is not one of gguf, gptq, hdf5");
+    }
+    if (args.has("type") && format != "gguf") {
+        throw UsageError("export: --type applies to --format gguf only");
+    }
+    ConsoleProgress progress(args.has("quiet"));
+    const auto t0 = std::chrono::steady_clock::now();
+    const core::ExportSource source = core::openExportSource(path, progress);
+
+    core::ExportSummary summary;
+    if (format == "gguf") {
+        core::GgufExportOptions options;
+        options.type = args.value("type");
+        summary = core::exportGguf(source, options, out, progress);
+    } else if (format == "gptq") {
+        summary = core::exportGptq(source, core::GptqExportOptions{}, out, progress);
+    } else {
+        core::ProjectExportOptions options;
+        options.includeTensors = !args.has("no-tensors");
+        summary = core::exportProjectH5(source, options, out, progress);
+    }
+    progress.finish();
+    summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+    if (args.has("json")) {
+        nlohmann::ordered_json j = summary.toJson();
+        j["model"] = path;
+        std::printf("%s\n", j.dump(2).c_str());
+        return 0;
+    }
+    std::printf("wrote %s (%s, %s) in %.2f s\n", summary.path.c_str(), summary.format.c_str(),
+                formatBytes(double(summary.bytes)).c_str(), summary.seconds);
+    if (!summary.tensors.empty()) {
+        std::printf("%-44s %-16s %-12s %s\n", "tensor", "type", "source", "note");
+        for (const core::ExportedTensor &t : summary.tensors) {
+            std::printf("%-44s %-16s %-12s %s\n", t.name.c_str(), t.type.c_str(), t.source.c_str(), t.note.c_str());
+        }
+    }
+    for (const std::string &note : summary.notes) {
+        std::printf("note: %s\n", note.c_str());
+    }
+    return 0;
+}
+
+} // namespace
+
+Command exportCommand()
+{
+    return {"export",
+            "export RUN_DIR|MODEL --format gguf|gptq|hdf5 --out PATH [--type TYPE] [--no-tensors] [--json]",
+            "Write a model or quantization run as GGUF (llama.cpp), a GPTQ checkpoint folder or an HDF5 project",
+            {{"format", true, "gguf, gptq or hdf5"},
+             {"out", true, "the file (gguf, hdf5) or folder (gptq) to write; replaced atomically"},
+             {"type", true, "gguf: one type for every matrix (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, "
+                            "Q6_K) instead of the run's per-tensor types"},
+             {"no-tensors", false, "hdf5: leave out the quantized tensors (codes, scales, zeros)"},
+             {"json", false, "print one JSON object"}},
+            runExport};
+}
+
+} // namespace qs::cli
