@@ -1,4 +1,5 @@
 // quantscope-cli export RUN_DIR|MODEL --format gguf|gptq|hdf5 --out PATH [--type TYPE] [--no-tensors] [--json]
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 
@@ -8,12 +9,21 @@
 #include "common/Error.h"
 #include "export/ExportSource.h"
 #include "export/GgufExport.h"
+#include "export/GgufQuantize.h"
 #include "export/GptqExport.h"
 #include "export/ProjectH5.h"
 
 namespace qs::cli {
 
 namespace {
+
+std::string upperCase(std::string s)
+{
+    for (char &c : s) {
+        c = char(std::toupper(static_cast<unsigned char>(c)));
+    }
+    return s;
+}
 
 int runExport(const Args &args)
 {
@@ -25,6 +35,9 @@ int runExport(const Args &args)
     }
     if (args.has("type") && format != "gguf") {
         throw UsageError("export: --type applies to --format gguf only");
+    }
+    if (args.has("type") && !core::findWritableGgmlType(upperCase(args.value("type")))) {
+        throw UsageError("export: --type: '" + args.value("type") + "' is not one of " + core::ggufWritableTypeList());
     }
     ConsoleProgress progress(args.has("quiet"));
     const auto t0 = std::chrono::steady_clock::now();

@@ -23,6 +23,74 @@ constexpr float kSymAbsmaxFloor = 1e-5f;
 // Range floor of the AWQ asymmetric grid (pseudo_quantize_tensor).
 constexpr float kAwqRangeFloor = 1e-5f;
 
+// Parameters of the affine GGUF grids (gguf_q4_1, gguf_q5_1; Grid.h "Affine GGUF grids"): scale d and a
+// dyadic zero z such that d·(q − z) is exact in float for every code and m = −d·z is an f16 value.
+GroupParams ggufAffineParams(const RangeStats &s, int qmax)
+{
+    GroupParams p;
+    p.scale = 0.0f;
+    p.zero = 0.0f;
+    p.inv = 0.0f;
+    if (s.empty())
+        return p;
+    const float lo = s.min;
+    const float hi = s.max;
+    if (!(hi > lo)) {
+        // Constant group: codes 0 and m = f16(c). d is a power of two with |m|/d in [16, 32), so z = −m/d
+        // is m's 11-bit mantissa over 64: exact.
+        const float m = roundToHalf(lo);
+        if (m == 0.0f)
+            return p;
+        int e = 0;
+        (void)std::frexp(std::fabs(m), &e);
+        p.scale = std::ldexp(1.0f, std::max(e - 5, -24));
+        p.zero = -m / p.scale;
+        p.inv = 1.0f / p.scale;
+        return p;
+    }
+    const float d0 = (hi - lo) / float(qmax);
+    float bestCost = INFINITY;
+    // One candidate d = a·2^ee: the finest dyadic zero z = k/2^j that keeps m = −d·z an f16 value and every
+    // d·(q − z) exact in float (a·(|z| + qmax)·2^max(j, 0) < 2^24); kept when its cost is the lowest so far.
+    auto consider = [&](float a, int ee) {
+        const float d = std::ldexp(a, ee);
+        const float z0 = -lo / d;
+        for (int j = std::min(12, ee + 24); j > -40; --j) {
+            const float k = std::nearbyint(std::ldexp(z0, j));
+            const float z = std::ldexp(k, -j);
+            const float span = a * (std::fabs(z) + float(qmax)) * std::ldexp(1.0f, std::max(j, 0));
+            if (std::fabs(a * k) < 2048.0f && std::fabs(std::ldexp(a * k, ee - j)) <= 65504.0f && span < 16777216.0f) {
+                const float cost = 0.5f * d + std::fabs(z - z0) * d;
+                if (cost < bestCost) {
+                    bestCost = cost;
+                    p.scale = d;
+                    p.zero = z;
+                }
+                return;
+            }
+        }
+    };
+    int e0 = 0;
+    const bool finiteRange = std::isfinite(d0);
+    if (finiteRange)
+        (void)std::frexp(d0, &e0); // d0 = f·2^e0, f in [0.5, 1)
+    for (int mantissaBits = 6; mantissaBits >= 1 && finiteRange; --mantissaBits) {
+        const int ee = std::max(e0 - mantissaBits, -24);
+        const float a = std::ceil(std::ldexp(d0, -ee)); // at most 2^mantissaBits: d ≥ d0
+        if (std::ldexp(a, ee) <= 65504.0f)
+            consider(a, ee);
+    }
+    // A group far from zero (|min| ≫ max − min): f16 cannot resolve it at d0; coarser powers of two can.
+    for (int ee = finiteRange ? std::max(e0, -24) : 15; bestCost == INFINITY && ee <= 15; ++ee)
+        consider(1.0f, ee);
+    if (bestCost == INFINITY) { // only for ranges beyond f16 (|x| > 65504): the coarsest grid, clamped codes
+        p.scale = 32768.0f;
+        p.zero = 0.0f;
+    }
+    p.inv = 1.0f / p.scale;
+    return p;
+}
+
 } // namespace
 
 const char *roundingModeName(RoundingMode m)
@@ -78,6 +146,10 @@ const std::vector<GridInfo> &gridTable()
           S::SignedMax, R::HalfUp, true, "Q5_0" },
         { GridId::GgufQ8_0, "gguf_q8_0", "GGUF Q8_0 blocks: 8-bit absmax/127, groups of 32, f16 scale, roundf", 8, 8, 32,
           true, S::Restricted, R::HalfAwayFromZero, true, "Q8_0" },
+        { GridId::GgufQ4_1, "gguf_q4_1", "GGUF Q4_1 blocks: 4-bit affine d*q+m, groups of 32, f16 d and m (exact)", 4, 4,
+          32, false, S::None, R::HalfUp, true, "Q4_1", true },
+        { GridId::GgufQ5_1, "gguf_q5_1", "GGUF Q5_1 blocks: 5-bit affine d*q+m, groups of 32, f16 d and m (exact)", 5, 5,
+          32, false, S::None, R::HalfUp, true, "Q5_1", true },
     };
     return table;
 }
@@ -198,6 +270,10 @@ GroupParams Grid::params(const RangeStats &s) const
         p.scale = roundToHalf(s.absmax / 127.0f);
         p.zero = half;
         break;
+    case GridId::GgufQ4_1:
+    case GridId::GgufQ5_1:
+        p = ggufAffineParams(s, m_qmax);
+        break;
     }
     p.zero += 0.0f; // −0 → +0, so zero points compare bit for bit whatever order the statistics came in
     p.inv = p.scale != 0.0f ? 1.0f / p.scale : 0.0f;
@@ -263,6 +339,12 @@ uint8_t Grid::quantize(float w, const GroupParams &p) const
     case GridId::GgufQ8_0:
         q = clampf(std::round(w * p.inv), -128.0f, 127.0f) + 128.0f;
         break;
+    case GridId::GgufQ4_1:
+    case GridId::GgufQ5_1: {
+        const float m = -(p.scale * p.zero); // exact by construction
+        q = clampf(std::floor((w - m) * p.inv + 0.5f), 0.0f, qmax);
+        break;
+    }
     }
     return uint8_t(q);
 }
@@ -303,6 +385,12 @@ void Grid::quantizeSpan(const float *w, int64_t n, const GroupParams &p, uint8_t
     case GridId::GgufQ8_0:
         run([&](float x) { return uint8_t(clampf(std::round(x * p.inv), -128.0f, 127.0f) + 128.0f); });
         break;
+    case GridId::GgufQ4_1:
+    case GridId::GgufQ5_1: {
+        const float m = -(p.scale * p.zero);
+        run([&](float x) { return uint8_t(clampf(std::floor((x - m) * p.inv + 0.5f), 0.0f, qmax)); });
+        break;
+    }
     }
 }
 

@@ -26,6 +26,25 @@
 //   gguf_q5_0     signed_max with b = 5, groups of 32, f16 scale (GGUF Q5_0 blocks).
 //   gguf_q8_0     8-bit, groups of 32, d = absmax/127 rounded to f16, q = roundf(x/d) (half away from
 //                 zero) in [−128, 127], code q + 128 (GGUF Q8_0 blocks).
+//   gguf_q4_1     asymmetric 4-bit, groups of 32, stored exactly as GGUF Q4_1 blocks (x = d·q + m, d and m
+//                 f16); see "Affine GGUF grids" below. Zero kind Float.
+//   gguf_q5_1     the same with 5 bits (GGUF Q5_1 blocks).
+//
+// Affine GGUF grids (gguf_q4_1, gguf_q5_1). llama.cpp's Q4_1 decodes x = d·q + m in float; our one formula is
+// scale·(q − zero). They agree bit for bit when every value d·(q − z) is exactly representable, so the grid
+// picks its parameters to make that so: d = A·2^e with A a small integer (at most 6 significant bits),
+// z = K/2^j (a dyadic fraction), m = −d·z an f16 value (|A·K| < 2^11, the exponent inside f16's range),
+// and j ≤ 12 so that d·(q − z) has at most 24 significant bits for every code. Then scale·(q − zero) and
+// d·q + m are both the exact value, whatever the evaluation order (FMA or not). The group's zero is the
+// fraction z, stored with ZeroPointKind::Float (−m/d); exporters write d = scale and m = −scale·zero
+// (exact in float and in f16). Per group, the mantissa width of A (1..6 bits) is chosen to minimise
+// d/2 + |z − z₀|·d, with d₀ = (max − min)/qmax rounded UP to A's width (so the range is still covered)
+// and z₀ = −min/d. Codes: q = ⌊(x − m)/d + ½⌋ clamped to [0, qmax] (llama.cpp's Q4_1 rounding, with
+// x·(1/d)). A constant group c gets m = f16(c) and codes 0; an all-zero group d = 0, z = 0. Compared with
+// llama.cpp's own Q4_1 recipe (m = min exactly in f16, d = (max − min)/15 in f16) the scale is up to 3 %
+// coarser and the offset can sit up to ¼·d from the minimum; groups far from zero (|min| ≫ max − min)
+// lose more. In return a run on these grids exports to Q4_1/Q5_1 blocks that decode to exactly the
+// weights the run evaluated.
 //
 // GGUF grids and f16: the block scale d is stored as f16, so we round d to f16 BEFORE computing codes and
 // use the rounded value for the codes and the dequantized weights. Decoding an exported block (formats.md
@@ -77,7 +96,19 @@ enum class SymConvention : uint8_t {
 };
 const char *symConventionName(SymConvention c); // "none", "restricted", "full_signed", "gptq_midpoint", "signed_max"
 
-enum class GridId : uint8_t { MinMax, MinMaxAwq, Sym, SymFull, SymGptq, SignedMax, GgufQ4_0, GgufQ5_0, GgufQ8_0 };
+enum class GridId : uint8_t {
+    MinMax,
+    MinMaxAwq,
+    Sym,
+    SymFull,
+    SymGptq,
+    SignedMax,
+    GgufQ4_0,
+    GgufQ5_0,
+    GgufQ8_0,
+    GgufQ4_1,
+    GgufQ5_1,
+};
 
 struct GridInfo
 {
@@ -92,6 +123,7 @@ struct GridInfo
     RoundingMode rounding;
     bool f16Scale;           // scale rounded to f16 before computing codes (exact GGUF export)
     const char *ggmlType;    // ggml type these groups are blocks of ("Q4_0"), or "" when none
+    bool fractionalZero = false; // asymmetric with a non-integer zero (ZeroPointKind::Float): gguf_q4_1/q5_1
 };
 
 // All grids, in GridId order. Drives the "grid" choice parameter, validation and help text.

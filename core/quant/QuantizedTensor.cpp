@@ -101,7 +101,8 @@ void describeGrid(QuantizedTensor &t, const Grid &grid)
     t.symmetric = g.symmetric;
     t.convention = g.convention;
     t.rounding = g.rounding;
-    t.zeroKind = g.symmetric ? ZeroPointKind::Implicit : ZeroPointKind::Integer;
+    t.zeroKind = g.symmetric ? ZeroPointKind::Implicit
+                             : g.fractionalZero ? ZeroPointKind::Float : ZeroPointKind::Integer;
 }
 
 QuantizedTensor allocateQuantized(int64_t rows, int64_t cols, const Grid &grid, int groupSize, int rowGroupSize)
