@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <ctime>
 #include <map>
 #include <vector>
 
@@ -21,6 +22,12 @@ using Clock = std::chrono::steady_clock;
 double secondsSince(Clock::time_point start)
 {
     return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Process CPU time, all threads (std::clock on POSIX).
+double cpuSeconds()
+{
+    return double(std::clock()) / double(CLOCKS_PER_SEC);
 }
 
 double gbps(uint64_t bytes, double seconds)
@@ -153,8 +160,10 @@ StatsBenchResult benchStats(const std::string &modelPath, Progress &progress)
         progress.message("Reading stored bytes (warm)");
         progress.setTotal(double(r.totalBytes));
         start = Clock::now();
+        const double cpuStart = cpuSeconds();
         const uint64_t again = rawRead(chunks, progress);
         r.readSeconds = secondsSince(start);
+        r.readCpuSeconds = cpuSeconds() - cpuStart;
         r.readGBps = gbps(r.totalBytes, r.readSeconds);
         r.checksum ^= again;
     }
@@ -162,8 +171,10 @@ StatsBenchResult benchStats(const std::string &modelPath, Progress &progress)
     progress.message("Decoding to float32");
     progress.setTotal(double(r.totalBytes));
     Clock::time_point start = Clock::now();
+    double cpuStart = cpuSeconds();
     const double sink = decodeAll(*model, tensors, progress);
     r.decodeSeconds = secondsSince(start);
+    r.decodeCpuSeconds = cpuSeconds() - cpuStart;
     r.decodeGBps = gbps(r.totalBytes, r.decodeSeconds);
     uint64_t sinkBits = 0;
     std::memcpy(&sinkBits, &sink, sizeof sinkBits);
@@ -171,8 +182,10 @@ StatsBenchResult benchStats(const std::string &modelPath, Progress &progress)
 
     progress.message("Computing statistics");
     start = Clock::now();
+    cpuStart = cpuSeconds();
     const std::vector<WeightStats> stats = computeModelStats(*model, StatsOptions::defaults(), progress);
     r.statsSeconds = secondsSince(start);
+    r.statsCpuSeconds = cpuSeconds() - cpuStart;
     r.statsGBps = gbps(r.totalBytes, r.statsSeconds);
     for (const WeightStats &s : stats)
         r.checksum += s.count;

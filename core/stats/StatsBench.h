@@ -8,8 +8,11 @@
 //      TensorData::storedData() — includes page-in from disk when the file is not cached;
 //   3. raw read again, warm: the baseline the statistics compare with;
 //   4. decode: Model::readRows to float32 only, no statistics (what conversion alone costs);
-//   5. computeModelStats() with default options (two decoding passes, see WeightStats.h).
-// Throughputs are stored bytes / seconds (GB = 1e9 bytes). Tied tensors are counted once. When the reader
+//   5. computeModelStats() with default options (see WeightStats.h: F16/BF16 tensors are counted from their
+//      stored codes, other dtypes decoded twice).
+// Throughputs are stored bytes / seconds (GB = 1e9 bytes). Each phase also records the process CPU time
+// it used (all threads): on a machine shared with other work the wall time includes waiting for a core,
+// and CPU seconds per value is the steadier figure. Tied tensors are counted once. When the reader
 // does not expose stored bytes for some tensor, phases 2–3 are skipped and rawReadAvailable is false.
 
 #include <cstdint>
@@ -34,12 +37,15 @@ struct StatsBenchResult
     double firstReadGBps = 0.0;
     double readSeconds = 0.0; // warm
     double readGBps = 0.0;
+    double readCpuSeconds = 0.0;
 
     double decodeSeconds = 0.0;
     double decodeGBps = 0.0;
+    double decodeCpuSeconds = 0.0;
 
     double statsSeconds = 0.0;
     double statsGBps = 0.0;
+    double statsCpuSeconds = 0.0;
 
     uint64_t checksum = 0; // of the raw read, so the reads cannot be optimised away
 };

@@ -4,7 +4,24 @@
 // Design (why two passes): outliers are defined as |x - mean| > k·σ and the linear histogram spans
 // [min, max], so mean, σ, min and max must be known before either can be built exactly. A single pass
 // could only approximate both (a provisional fine histogram cannot tell exactly which values lie beyond
-// k·σ). computeWeightStats() therefore makes two streaming passes over the tensor:
+// k·σ). computeWeightStats() therefore works in two steps, in one of two ways:
+//
+// Stored F16/BF16 tensors (the common case; the stored bytes in canonical row order, see below): every
+// element is one of 65536 codes, so
+//   pass 1 reads the stored bytes once, without converting them to float, and only counts codes (a
+//          per-thread 64K-entry table) and keeps per-row and per-column absmax in code space (for finite
+//          codes, code & 0x7FFF orders like |value|: vectorised 16-bit integer maxima);
+//   then   count, NaN/Inf/zero counts, min/max, the moments, both histograms and the outlier count follow
+//          exactly from the code counts, each distinct value converted once and visited in code order;
+//   pass 2 finds the top-N outlier positions: the counts give the deviation of the N-th strongest
+//          outlier, and only rows whose absmax can reach it (|x - mean| <= rowAbsMax + |mean|) are read
+//          again, usually a handful.
+// The stored bytes are used only when the tensor exposes them (TensorData::storedData) and they are in
+// canonical row order: readers keep stored order except for q/k projections and their biases in GGUF and
+// llama2.c (Meta's interleaved order); safetensors never permutes. The first rows read through the reader
+// are compared with the stored codes as a check; any mismatch uses the float path.
+//
+// Any other tensor (F32, GGUF block formats, permuted q/k): two streaming passes over float32 rows:
 //   pass 1: count, min/max, mean and central moments M2..M4, NaN/Inf/zero counts, per-row and
 //           per-column absmax;
 //   pass 2: linear and symmetric-log histograms, outlier count and the top-N outlier positions.
@@ -13,10 +30,13 @@
 // threads × chunk size plus the per-channel vectors, never a copy of the whole tensor. The tensor is
 // therefore decoded twice (mapped pages are usually still in the page cache for the second pass).
 //
-// Numerics: within a chunk the moments are taken about the chunk's own mean in double (two loops over the
-// hot buffer, with the exact correction for the rounding of that mean); chunks are combined with the
-// pairwise update of Chan et al. / Pébay for M2, M3, M4. Chunk boundaries depend only on the shape and
-// chunks are merged in order, so the results are the same for any number of threads.
+// Numerics: float path: within a chunk the moments are taken about the chunk's own mean in double (two
+// loops over the hot buffer, with the exact correction for the rounding of that mean); chunks are
+// combined with the pairwise update of Chan et al. / Pébay for M2, M3, M4. Code path: the same two-loop
+// scheme over the distinct values weighted by their counts. Chunk boundaries depend only on the shape,
+// chunks are merged in order and code counts are integers, so the results are the same for any number of
+// threads (the two paths agree to rounding of the summation order; histograms, counts, extremes, absmax
+// and outlier positions are identical).
 //
 // Non-finite values (NaN, ±Inf) are counted in nanCount/infCount and ignored by every other field; the
 // caller turns non-zero counts into per-tensor warnings.

@@ -4,6 +4,7 @@
 #include <QTest>
 
 #include <filesystem>
+#include <utility>
 
 #include "common/Error.h"
 #include "common/Progress.h"
@@ -42,6 +43,11 @@ private slots:
         QVERIFY(r.readGBps > 0.0 && r.firstReadGBps > 0.0);
         QVERIFY(r.decodeGBps > 0.0);
         QVERIFY(r.statsGBps > 0.0);
+        // CPU time of a phase: never negative, at most every thread busy for the whole phase (with slack for
+        // the clocks' resolution).
+        for (const auto &[cpu, wall] : { std::pair { r.readCpuSeconds, r.readSeconds },
+                 std::pair { r.decodeCpuSeconds, r.decodeSeconds }, std::pair { r.statsCpuSeconds, r.statsSeconds } })
+            QVERIFY(cpu >= 0.0 && cpu <= double(r.threads) * wall + 0.01);
         QVERIFY(r.checksum != 0);
     }
 
