@@ -233,6 +233,39 @@ void parseRopeType(const Keys &keys, const char *typeKey, HfConfig &cfg)
     }
 }
 
+// quantization_config of a GPTQ checkpoint (formats.md §3.5). bits, group_size and desc_act are required
+// (as vLLM requires them); sym defaults to true as AutoGPTQ does; checkpoint_format (or its newer name
+// "format") must be "gptq" (v1) or "gptq_v2": marlin-repacked weights have another layout.
+GptqQuantConfig parseGptqQuantConfig(const json &q, const std::string &file, std::vector<std::string> &warnings)
+{
+    const Keys keys(q, file, "quantization_config.");
+    GptqQuantConfig g;
+    g.bits = keys.requiredInt("bits", 1, 64);
+    if (g.bits != 2 && g.bits != 3 && g.bits != 4 && g.bits != 8)
+        keys.bad("bits", "is " + std::to_string(g.bits) + "; GPTQ checkpoints use 2, 3, 4 or 8 bits");
+    g.groupSize = keys.requiredInt("group_size", -1, int64_t(1) << 30);
+    if (g.groupSize == 0)
+        keys.bad("group_size", "is 0; it must be positive or -1 (one group per output column)");
+    const auto descAct = keys.boolean("desc_act");
+    if (!descAct)
+        fail(file, "missing required key " + keys.path("desc_act") + " (GPTQ act-order flag)");
+    g.descAct = *descAct;
+    if (const auto sym = keys.boolean("sym"))
+        g.sym = *sym;
+    else
+        warnings.push_back(file + ": " + keys.path("sym") + " is absent; assuming true as AutoGPTQ does");
+    const auto legacy = keys.string("checkpoint_format");
+    const auto current = keys.string("format");
+    if (legacy && current && *legacy != *current)
+        keys.bad("format", "is '" + current->substr(0, 40) + "' but checkpoint_format is '" + legacy->substr(0, 40) + "'");
+    const std::string format = current ? *current : legacy ? *legacy : "gptq";
+    if (format != "gptq" && format != "gptq_v2")
+        keys.bad(current ? "format" : "checkpoint_format",
+            "is '" + format.substr(0, 40) + "'; only \"gptq\" (v1) and \"gptq_v2\" checkpoints can be read");
+    g.checkpointFormat = format;
+    return g;
+}
+
 } // namespace
 
 HfConfig parseHfConfig(std::string_view text, const std::string &file)
@@ -250,9 +283,11 @@ HfConfig parseHfConfig(std::string_view text, const std::string &file)
         if (q->is_object())
             if (const auto m = q->find("quant_method"); m != q->end() && m->is_string())
                 method = m->get<std::string>().substr(0, 40);
-        fail(file,
-            "quantized checkpoint (quantization_config, method '" + method
-                + "'); this reader opens unquantized F32/F16/BF16 models");
+        if (method != "gptq")
+            fail(file,
+                "quantized checkpoint (quantization_config, method '" + method
+                    + "'); this reader opens unquantized F32/F16/BF16 models and GPTQ checkpoints");
+        cfg.gptq = parseGptqQuantConfig(*q, file, cfg.warnings);
     }
     if (const auto act = keys.string("hidden_act"); act && *act != "silu")
         keys.bad("hidden_act", "is '" + act->substr(0, 40) + "'; llama-family models use 'silu'");

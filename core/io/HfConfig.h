@@ -4,6 +4,7 @@
 // fuzzers need no files; HfFolderReader reads the files and builds the Model.
 
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -12,9 +13,20 @@
 
 namespace qs::core {
 
+// quantization_config of a GPTQ checkpoint (formats.md §3.5), as far as reading the weights needs it.
+struct GptqQuantConfig
+{
+    int bits = 4;          // 2, 3, 4 or 8
+    int groupSize = 128;   // −1: one group per output column
+    bool descAct = false;  // act-order (g_idx non-monotonic)
+    bool sym = true;
+    std::string checkpointFormat = "gptq"; // "gptq" (v1: qzeros hold zero − 1) or "gptq_v2" (true zeros)
+};
+
 struct HfConfig
 {
     HyperParams hparams;
+    std::optional<GptqQuantConfig> gptq; // set for a GPTQ checkpoint (quant_method "gptq")
     std::string dtype; // torch_dtype (v4) or dtype (v5): "float32", "bfloat16", ...; empty when absent
     bool hasBosTokenId = false; // false when config.json leaves the id out (or null): generation_config.json may say
     bool hasEosTokenId = false;

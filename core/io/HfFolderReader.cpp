@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/Error.h"
+#include "io/GptqTensorData.h"
 #include "io/HfConfig.h"
 #include "io/RawTensorData.h"
 #include "io/Safetensors.h"
@@ -280,6 +281,36 @@ std::unique_ptr<Model> HfFolderReader::open(const std::string &path, const OpenO
             sources[t.name] = { file, &t };
     }
 
+    // GPTQ checkpoints (formats.md §3): <module>.qweight/.qzeros/.scales/.g_idx become one dequantizing
+    // tensor per linear; the rest of the folder (embeddings, norms, float linears, biases) reads as usual.
+    std::map<std::string, GptqLinearParts> gptqLinears;
+    if (config.gptq) {
+        static const std::pair<std::string, GptqTensorPart GptqLinearParts::*> parts[] = {
+            { ".qweight", &GptqLinearParts::qweight },
+            { ".qzeros", &GptqLinearParts::qzeros },
+            { ".scales", &GptqLinearParts::scales },
+            { ".g_idx", &GptqLinearParts::gIdx },
+        };
+        for (auto it = sources.begin(); it != sources.end();) {
+            bool taken = false;
+            for (const auto &[suffix, member] : parts) {
+                const std::string &name = it->first;
+                if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+                    const std::string module = name.substr(0, name.size() - suffix.size());
+                    GptqLinearParts &linear = gptqLinears[module];
+                    linear.module = module;
+                    linear.*member = { it->second.file, it->second.info };
+                    taken = true;
+                    break;
+                }
+            }
+            it = taken ? sources.erase(it) : std::next(it);
+        }
+        if (gptqLinears.empty())
+            model->warnings.push_back(
+                std::string(kConfigName) + ": quantization_config says GPTQ but the weights hold no qweight tensors");
+    }
+
     // Map names, check dtypes and shapes of every tensor the model needs.
     struct Pending
     {
@@ -346,6 +377,45 @@ std::unique_ptr<Model> HfFolderReader::open(const std::string &path, const OpenO
             src.file, src.file->tensorBytes(info), *dtype, t.rows, t.cols, file, hfName);
         const int group = m.role == TensorRole::Embed ? 0 : m.block >= 0 ? 1 : m.role == TensorRole::Norm ? 2 : 3;
         pending.push_back({ group, m.block, m.slot, std::move(t) });
+    }
+    if (config.gptq) {
+        const GptqLayout layout { config.gptq->bits, config.gptq->groupSize, config.gptq->checkpointFormat == "gptq_v2" };
+        for (const auto &[module, parts] : gptqLinears) {
+            const GptqTensorPart &any = parts.qweight.file ? parts.qweight
+                : parts.scales.file                      ? parts.scales
+                : parts.qzeros.file                      ? parts.qzeros
+                                                         : parts.gIdx;
+            const std::string &file = any.file->fileName();
+            const Mapped m = mapTensorName(module + ".weight");
+            if (m.kind != Mapped::Weight || m.block >= h.numLayers) {
+                model->warnings.push_back(
+                    file + ": GPTQ tensors of '" + module + "' are not part of a " + h.architecture + " model; ignored");
+                continue;
+            }
+            if (m.role == TensorRole::Embed || m.role == TensorRole::Norm)
+                fail(file, "'" + module + "' is stored as GPTQ tensors, but only linear layers can be GPTQ-quantized");
+            if (m.role == TensorRole::LmHead && h.tiedEmbeddings) {
+                model->warnings.push_back(
+                    file + ": a GPTQ 'lm_head' is stored although tie_word_embeddings is true; the embedding is used");
+                continue;
+            }
+            for (const Pending &p : pending)
+                if (p.tensor.name == m.canonical)
+                    fail(file, "'" + module + "' is stored both as GPTQ tensors and as a float weight");
+            auto data = std::make_shared<GptqTensorData>(parts, layout);
+            Tensor t;
+            t.name = m.canonical;
+            t.sourceName = module + ".qweight";
+            t.role = m.role;
+            t.block = m.block;
+            t.rows = data->rows();
+            t.cols = data->cols();
+            t.dtype = DType::GPTQ;
+            t.storedBytes = data->storedBytes();
+            t.data = std::move(data);
+            const int group = m.block >= 0 ? 1 : 3;
+            pending.push_back({ group, m.block, m.slot, std::move(t) });
+        }
     }
     std::sort(pending.begin(), pending.end(), [](const Pending &a, const Pending &b) {
         return std::tie(a.group, a.block, a.slot) < std::tie(b.group, b.block, b.slot);

@@ -19,6 +19,7 @@ const char *dtypeName(DType t)
     case DType::Q5_1: return "Q5_1";
     case DType::Q4_K: return "Q4_K";
     case DType::Q6_K: return "Q6_K";
+    case DType::GPTQ: return "GPTQ";
     }
     return "?";
 }

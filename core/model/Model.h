@@ -20,8 +20,9 @@
 
 namespace qs::core {
 
-enum class DType : uint8_t { F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K };
-const char *dtypeName(DType t); // "F32", "F16", "BF16", "Q8_0", ...
+// GPTQ: a GPTQ checkpoint's packed qweight/qzeros/scales/g_idx (io/GptqTensorData.h); not a ggml type.
+enum class DType : uint8_t { F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K, GPTQ };
+const char *dtypeName(DType t); // "F32", "F16", "BF16", "Q8_0", ..., "GPTQ"
 
 enum class TensorRole : uint8_t { Embed, Q, K, V, O, Gate, Up, Down, Norm, LmHead, Bias };
 const char *roleName(TensorRole r); // "embed", "q", ..., "lm_head", "bias" (cli.md names)

@@ -456,8 +456,15 @@ private slots:
             R"({"rope_parameters":{"sliding_attention":{"rope_type":"default"}}})", "'full_attention'");
         row("v5 unknown rope type", R"({"rope_parameters":{"rope_type":"weird","rope_theta":1}})",
             "'rope_parameters.rope_type'");
-        row("quantized", R"({"quantization_config":{"quant_method":"gptq","bits":4}})",
-            "quantized checkpoint (quantization_config, method 'gptq')");
+        row("quantized", R"({"quantization_config":{"quant_method":"awq","bits":4}})",
+            "quantized checkpoint (quantization_config, method 'awq')");
+        row("gptq without desc_act", R"({"quantization_config":{"quant_method":"gptq","bits":4,"group_size":128}})",
+            "missing required key 'quantization_config.desc_act'");
+        row("gptq 5-bit", R"({"quantization_config":{"quant_method":"gptq","bits":5,"group_size":128,"desc_act":false}})",
+            "'quantization_config.bits' is 5; GPTQ checkpoints use 2, 3, 4 or 8 bits");
+        row("gptq marlin", R"({"quantization_config":{"quant_method":"gptq","bits":4,"group_size":128,"desc_act":false,
+            "checkpoint_format":"marlin"}})",
+            "'quantization_config.checkpoint_format' is 'marlin'");
         row("gelu", R"({"hidden_act":"gelu"})", "'hidden_act' is 'gelu'");
         row("mlp bias", R"({"mlp_bias":true})", "'mlp_bias' is true");
     }
