@@ -220,6 +220,41 @@ MethodInfo awqMethod()
     return m;
 }
 
+MethodInfo efficientQatMethod()
+{
+    MethodInfo m;
+    m.name = "efficientqat";
+    m.displayName = "EfficientQAT";
+    m.description = "Block-AP (block-wise training of weights, norms, scales and zeros against the float block's "
+                    "output) then E2E-QP (end-to-end training of the scales on the LM loss) (Chen et al. 2024). "
+                    "Asymmetric min-max init (grid minmax_awq), integer zero points. Learning rates default to "
+                    "the paper's 2-bit values for 4096 samples; with a few dozen samples raise them or the epochs.";
+    m.needsCalibration = true;
+    m.supportedBits = bitRange(2, 8);
+    m.params = {
+        bitsParam(2, 2, 8),
+        groupSizeParam(64, false),
+        symmetricParam(false, "sym_gptq (zero fixed at 2^(b-1), only scales trained) / minmax_awq"),
+        choiceParam("phases", "both", { "both", "block_ap", "e2e_qp" },
+                    "block_ap: block-wise training only; e2e_qp: min-max init then end-to-end scale training; both"),
+        intParam("block_ap_epochs", 2, 0, 1000, "Block-AP epochs over the calibration samples (0 = RTN init)"),
+        intParam("block_ap_batch", 2, 1, 4096, "Block-AP sequences per optimiser step"),
+        doubleParam("block_ap_lr", 2e-5, 0.0, 1.0, "Block-AP learning rate of the weights and norms "
+                                                   "(paper: 2e-5 at 2 bits, 1e-5 at 3/4 bits)"),
+        doubleParam("qp_lr", 1e-4, 0.0, 1.0, "Block-AP learning rate of the scales and zero points"),
+        doubleParam("block_ap_weight_decay", 0.0, 0.0, 1.0, "AdamW weight decay in Block-AP", true),
+        boolParam("train_norms", true, "Block-AP also trains the RMSNorm weights in front of trained linears", true),
+        intParam("e2e_epochs", 1, 0, 1000, "E2E-QP epochs over the calibration samples"),
+        intParam("e2e_batch", 32, 1, 4096, "E2E-QP sequences per optimiser step (gradient accumulation)"),
+        doubleParam("e2e_lr", 2e-5, 0.0, 1.0, "E2E-QP learning rate of the scales (paper: 2e-5 at 2 bits, 1e-5 "
+                                              "at 3/4 bits)"),
+        doubleParam("e2e_max_grad_norm", 0.3, 0.0, 1e6, "E2E-QP gradient-norm clipping (0 = none)", true),
+        doubleParam("e2e_warmup_ratio", 0.03, 0.0, 1.0, "E2E-QP linear warm-up as a fraction of the steps", true),
+        intParam("seed", 0, 0, 2147483647.0, "sample order per epoch", true),
+    };
+    return m;
+}
+
 // ---------------------------------------------------------------------------------------------------
 
 std::string describe(const ParamValue &v)
@@ -311,8 +346,7 @@ const std::vector<MethodInfo> &quantMethods()
     // quant/EfficientQat.cpp (declared in its header, with toEfficientQatOptions(const MethodConfig &)),
     // include the header here and append it below. Cross-parameter rules go in MethodConfig::validate().
     static const std::vector<MethodInfo> methods = {
-        rtnMethod(), zeroQuantMethod(), gptqMethod(), smoothQuantMethod(), awqMethod(),
-        // efficientQatMethod(),
+        rtnMethod(), zeroQuantMethod(), gptqMethod(), smoothQuantMethod(), awqMethod(), efficientQatMethod(),
     };
     return methods;
 }
@@ -438,6 +472,8 @@ void MethodConfig::set(std::string_view name, const ParamValue &v)
 
 GridId MethodConfig::grid() const
 {
+    if (m_method == "efficientqat") // fixed quantizer (§7.1), no "grid" parameter
+        return getBool("symmetric") ? GridId::SymGptq : GridId::MinMaxAwq;
     const std::string &g = getChoice("grid");
     if (g != "auto") {
         const GridInfo *info = findGrid(g);
@@ -611,6 +647,31 @@ void expectMethod(const MethodConfig &c, const char *method)
 }
 
 } // namespace
+
+EfficientQatOptions toEfficientQatOptions(const MethodConfig &c)
+{
+    expectMethod(c, "efficientqat");
+    EfficientQatOptions o;
+    o.bits = int(c.getInt("bits"));
+    o.groupSize = int(c.getInt("group_size"));
+    o.symmetric = c.getBool("symmetric");
+    const std::string &phases = c.getChoice("phases");
+    o.blockAp = phases != "e2e_qp";
+    o.e2eQp = phases != "block_ap";
+    o.blockApEpochs = int(c.getInt("block_ap_epochs"));
+    o.blockApBatch = int(c.getInt("block_ap_batch"));
+    o.blockApLr = c.getDouble("block_ap_lr");
+    o.blockApQpLr = c.getDouble("qp_lr");
+    o.blockApWeightDecay = c.getDouble("block_ap_weight_decay");
+    o.trainNorms = c.getBool("train_norms");
+    o.e2eEpochs = int(c.getInt("e2e_epochs"));
+    o.e2eBatch = int(c.getInt("e2e_batch"));
+    o.e2eLr = c.getDouble("e2e_lr");
+    o.e2eMaxGradNorm = c.getDouble("e2e_max_grad_norm");
+    o.e2eWarmupRatio = c.getDouble("e2e_warmup_ratio");
+    o.seed = uint64_t(c.getInt("seed"));
+    return o;
+}
 
 QuantSpec toRtnSpec(const MethodConfig &c)
 {

@@ -28,6 +28,7 @@
 #include "quant/Rtn.h"
 #include "quant/SmoothQuant.h"
 #include "quant/ZeroQuant.h"
+#include "train/EfficientQatOptions.h"
 
 namespace qs::core {
 
@@ -135,5 +136,7 @@ AwqOptions toAwqOptions(const MethodConfig &c);
 ZeroQuantOptions toZeroQuantOptions(const MethodConfig &c);
 SmoothQuantOptions toSmoothQuantOptions(const MethodConfig &c);
 QuantSpec toRtnSpec(const MethodConfig &c);
+// Block-AP runs only in "both"/"block_ap", E2E-QP only in "both"/"e2e_qp" (phases).
+EfficientQatOptions toEfficientQatOptions(const MethodConfig &c);
 
 } // namespace qs::core

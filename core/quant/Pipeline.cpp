@@ -29,6 +29,7 @@
 #include "quant/RunDir.h"
 #include "quant/SmoothQuant.h"
 #include "quant/ZeroQuant.h"
+#include "train/EfficientQat.h"
 #include "tokenizer/Tokenizer.h"
 
 namespace qs::core {
@@ -392,6 +393,12 @@ private:
     void processBlock(int b);
     void processEmbedding(const CalibrationSet &calibration);
     void processHead();
+    // EfficientQAT (train/EfficientQat.h): Block-AP of the block's efficientqat linears after its other
+    // layers are quantized, and E2E-QP over the whole model after all blocks.
+    void trainBlockAp(BlockState &st, const std::vector<LinearInput> &inputs);
+    void trainE2eQp(const CalibrationSet &calibration);
+    const PlannedLayer *firstQatLayer() const;
+    TrainingLossCallback lossRecorder();
     void emit(LayerResult &lr, QuantizedTensor &&t);
     LayerResult makeResult(const PlannedLayer &l, const QuantizedTensor &t, const float *originalW,
         const Eigen::MatrixXd *H, double seconds) const;
@@ -410,6 +417,7 @@ private:
     std::vector<std::vector<float>> m_xfp; // of the float stack (cumulative error)
     std::vector<int64_t> m_lengths;
     std::unique_ptr<ForwardEngine> m_fpEngine;
+    bool m_qat = false; // the plan has efficientqat layers: the float stack (m_xfp) is kept for Block-AP targets
 };
 
 void Runner::checkPlan()
@@ -423,8 +431,44 @@ void Runner::checkPlan()
                 + "' cannot quantize the embedding (it has no input activations); use rtn or zeroquant");
         if (l.role == TensorRole::LmHead && m != "rtn" && m != "zeroquant" && m != "gptq")
             throw Error("plan: " + l.name + ": method '" + m + "' is not supported for lm_head (rtn, zeroquant, gptq)");
-        if (m != "rtn" && m != "zeroquant" && m != "gptq" && m != "smoothquant" && m != "awq")
+        if (m != "rtn" && m != "zeroquant" && m != "gptq" && m != "smoothquant" && m != "awq" && m != "efficientqat")
             throw Error("plan: " + l.name + ": method '" + m + "' is not supported by the pipeline yet");
+        if (m == "efficientqat")
+            m_qat = true;
+    }
+    if (m_qat) {
+        // One Block-AP per block and one E2E-QP per model: the training parameters must agree. The trainer
+        // has no activation quantization and no folded input scales, so those methods cannot be mixed in.
+        const PlannedLayer *first = firstQatLayer();
+        auto training = [](const MethodConfig &c) {
+            nlohmann::json j = c.toJson();
+            j.erase("bits");
+            j.erase("group_size");
+            j.erase("symmetric");
+            return j;
+        };
+        for (const PlannedLayer &l : m_run.layersPlanned) {
+            if (!l.quantize)
+                continue;
+            const std::string &m = l.config.method();
+            if (m == "efficientqat" && training(l.config) != training(first->config))
+                throw Error("plan: " + l.name + " and " + first->name
+                    + " are trained together by efficientqat: their training parameters must be equal (bits, "
+                      "group_size and symmetric may differ)");
+            if (m == "smoothquant" || (m == "zeroquant" && l.config.getInt("activation_bits") > 0))
+                throw Error("plan: " + l.name + ": method '" + m
+                    + "' quantizes activations, which efficientqat's trainer does not model; use weight-only methods");
+            if (m == "awq") {
+                bool qatBlock = false;
+                for (TensorRole r : train::kBlockRoles) {
+                    const PlannedLayer *o = layer(l.block, r);
+                    qatBlock = qatBlock || (o && o->quantize && o->config.method() == "efficientqat");
+                }
+                if (qatBlock)
+                    throw Error("plan: " + l.name + ": block " + std::to_string(l.block)
+                        + " is trained by efficientqat; its other layers may use rtn, gptq or zeroquant only");
+            }
+        }
     }
     for (int b = 0; b < m_h.numLayers; ++b)
         for (LinearInput in : kBlockInputs) {
@@ -814,7 +858,7 @@ void Runner::quantizeGroup(BlockState &st, LinearInput in, InputStats &stats)
     std::map<std::string, GptqHessian> prepared; // shared factorization per distinct damping options
     std::map<TensorRole, GptqResult> gptqResults;
     for (GroupMember &m : members) {
-        if (!m.quantize || done.count(m.role))
+        if (!m.quantize || done.count(m.role) || m.method == "efficientqat") // efficientqat: trainBlockAp
             continue;
         m_progress.throwIfCancelled();
         const auto t0 = Clock::now();
@@ -897,6 +941,8 @@ void Runner::quantizeGroup(BlockState &st, LinearInput in, InputStats &stats)
 
     // Results, in role order; the block now runs on the quantized weights.
     for (GroupMember &m : members) {
+        if (m.method == "efficientqat")
+            continue;
         if (!m.quantize) {
             if (!s.empty()) {
                 st.weights[m.role] = m.w; // float, rescaled for the folded norm
@@ -928,20 +974,26 @@ void Runner::processBlock(int b)
     BlockState st = loadBlock(b);
 
     // Inputs with at least one quantized consumer need statistics.
-    std::vector<LinearInput> needed;
+    std::vector<LinearInput> needed, qatInputs; // efficientqat layers are trained after the others
     bool sequential = false;
     for (LinearInput in : kBlockInputs) {
-        bool any = false;
+        bool any = false, qat = false;
         for (TensorRole r : consumersOf(in)) {
             const PlannedLayer *l = layer(b, r);
             if (!l || !l->quantize)
                 continue;
+            if (l->config.method() == "efficientqat") {
+                qat = true;
+                continue;
+            }
             any = true;
             if (l->config.method() == "gptq" && l->config.getBool("true_sequential"))
                 sequential = true;
         }
         if (any)
             needed.push_back(in);
+        if (qat)
+            qatInputs.push_back(in);
     }
 
     std::map<LinearInput, InputStats> stats;
@@ -955,6 +1007,9 @@ void Runner::processBlock(int b)
         quantizeGroup(st, in, stats.at(in));
         stats.erase(in); // frees the Hessian
     }
+
+    if (!qatInputs.empty())
+        trainBlockAp(st, qatInputs);
 
     // The next block's inputs: this block with its quantized weights and activation quantization.
     m_progress.message("block " + std::to_string(b) + ": propagating");
@@ -979,7 +1034,8 @@ void Runner::processBlock(int b)
                 den += double(m_xfp[s][i]) * double(m_xfp[s][i]);
             }
         }
-        br.cumulativeError = den > 0.0 ? std::sqrt(num / den) : 0.0;
+        if (m_options.cumulativeError) // (the float stack may run for efficientqat's targets only)
+            br.cumulativeError = den > 0.0 ? std::sqrt(num / den) : 0.0;
     }
 
     // What the block changed besides its quantized linears.
@@ -1041,7 +1097,7 @@ void Runner::processEmbedding(const CalibrationSet &calibration)
         const int64_t n = int64_t(tokens.size());
         std::vector<float> x(size_t(n * H));
         engine.embed(tokens.data(), n, x.data()); // also checks the token ids
-        if (m_options.cumulativeError)
+        if (m_options.cumulativeError || m_qat)
             m_xfp.push_back(x);
         if (!table.empty())
             for (int64_t t = 0; t < n; ++t)
@@ -1108,6 +1164,135 @@ void Runner::processHead()
     emit(lr, std::move(t));
 }
 
+const PlannedLayer *Runner::firstQatLayer() const
+{
+    for (const PlannedLayer &l : m_run.layersPlanned)
+        if (l.quantize && l.config.method() == "efficientqat")
+            return &l;
+    return nullptr;
+}
+
+TrainingLossCallback Runner::lossRecorder()
+{
+    return [this](const TrainingLossEvent &e) {
+        if (e.kind != TrainingLossKind::Step)
+            m_run.trainingSummary.push_back(e);
+        if (m_callbacks.onTrainingLoss)
+            m_callbacks.onTrainingLoss(e);
+    };
+}
+
+void Runner::trainBlockAp(BlockState &st, const std::vector<LinearInput> &inputs)
+{
+    const auto t0 = Clock::now();
+    const int b = st.block;
+    EfficientQatOptions o = toEfficientQatOptions(firstQatLayer()->config);
+    if (!o.blockAp)
+        o.blockApEpochs = 0; // E2E-QP only: min-max initialisation (RTN) here
+    train::BlockApProblem p;
+    p.block = b;
+    p.shape = train::BlockShape::fromHyperParams(m_h);
+    for (int i = 0; i < train::kBlockLinears; ++i) {
+        const TensorRole role = train::kBlockRoles[size_t(i)];
+        const PlannedLayer *l = layer(b, role);
+        train::BlockApLinear &bl = p.linears[size_t(i)];
+        bl.name = layerName(b, role);
+        bl.rows = st.rows[role];
+        bl.cols = st.cols[role];
+        bl.quantize = l && l->quantize && l->config.method() == "efficientqat";
+        bl.weight = bl.quantize ? st.original[role] : st.weights[role]; // others: as quantized by their method
+        if (const auto it = st.biases.find(role); it != st.biases.end())
+            bl.bias = it->second;
+        if (bl.quantize) {
+            const EfficientQatOptions lo = toEfficientQatOptions(l->config);
+            bl.bits = lo.bits;
+            bl.groupSize = lo.groupSize;
+            bl.symmetric = lo.symmetric;
+            p.trainAttnNorm = p.trainAttnNorm || i < 3;
+            p.trainMlpNorm = p.trainMlpNorm || i == 4 || i == 5;
+        }
+    }
+    p.attnNorm = st.attnNorm;
+    p.mlpNorm = st.mlpNorm;
+    // Targets: the float block on the float stack's inputs (§7.1).
+    std::vector<std::vector<float>> targets = m_xfp;
+    for (size_t s = 0; s < targets.size(); ++s) {
+        m_progress.throwIfCancelled();
+        m_fpEngine->runBlock(b, targets[s].data(), m_lengths[s]);
+    }
+    p.inputs = &m_x;
+    p.targets = &targets;
+    p.lengths = &m_lengths;
+    m_progress.message("block " + std::to_string(b) + ": EfficientQAT Block-AP");
+    train::BlockApResult r = train::runBlockAp(p, o, lossRecorder(), m_progress);
+    targets.clear();
+    for (size_t k = 0; k < r.tensors.size(); ++k)
+        st.weights[train::kBlockRoles[size_t(r.slots[k])]] = r.tensors[k].dequantized;
+    if (p.trainAttnNorm && o.trainNorms && o.blockApEpochs > 0) {
+        st.attnNorm = r.attnNorm;
+        st.attnNormChanged = true;
+    }
+    if (p.trainMlpNorm && o.trainNorms && o.blockApEpochs > 0) {
+        st.mlpNorm = r.mlpNorm;
+        st.mlpNormChanged = true;
+    }
+    const double seconds = secondsSince(t0) / double(std::max<size_t>(1, r.tensors.size()));
+    // Layer figures on the trained block's own inputs.
+    std::map<LinearInput, InputStats> stats;
+    gather(st, inputs, stats);
+    char note[96];
+    std::snprintf(note, sizeof note, "Block-AP loss %.4g -> %.4g (%d steps)", r.initialLoss, r.finalLoss, r.steps);
+    for (size_t k = 0; k < r.tensors.size(); ++k) {
+        const TensorRole role = train::kBlockRoles[size_t(r.slots[k])];
+        const LinearInput in = role == TensorRole::O ? LinearInput::AttnOut
+            : role == TensorRole::Down               ? LinearInput::MlpAct
+            : (role == TensorRole::Gate || role == TensorRole::Up) ? LinearInput::MlpIn
+                                                                   : LinearInput::AttnIn;
+        LayerResult lr = makeResult(*layer(b, role), r.tensors[k], st.original[role].data(), &stats.at(in).H, seconds);
+        lr.note = note;
+        emit(lr, std::move(r.tensors[k]));
+    }
+}
+
+void Runner::trainE2eQp(const CalibrationSet &calibration)
+{
+    const EfficientQatOptions o = toEfficientQatOptions(firstQatLayer()->config);
+    m_progress.message("EfficientQAT E2E-QP");
+    std::vector<QuantizedTensor *> tensors;
+    for (QuantizedTensor &t : m_run.tensors)
+        if (t.method == "efficientqat") {
+            if (t.dequantized.empty())
+                t.dequantized = t.dequantize();
+            tensors.push_back(&t);
+        }
+    std::vector<std::vector<int32_t>> tokens;
+    for (const CalibrationSample &s : calibration.samples)
+        tokens.push_back(s.tokens);
+    train::E2eQpProblem p;
+    p.model = quantizedModel(m_model, m_run);
+    p.tensors = tensors;
+    p.tokens = &tokens;
+    const train::E2eQpResult r = train::runE2eQp(p, o, lossRecorder(), m_progress);
+    // Weight figures of the new scales; rel_output_error stays the Block-AP one (no Hessian any more).
+    char note[96];
+    std::snprintf(note, sizeof note, "; E2E-QP loss %.4g -> %.4g (weight figures after it)", r.initialLoss,
+        r.finalLoss);
+    for (QuantizedTensor *t : tensors) {
+        for (LayerResult &lr : m_run.layers)
+            if (lr.name == t->name) {
+                const std::vector<float> w = m_model->readMatrix(m_model->tensor(t->name));
+                const LayerError e = layerError(w.data(), t->dequantized.data(), t->rows, t->cols, nullptr);
+                lr.weightMse = e.weightMse;
+                lr.sqnrDb = e.sqnrDb;
+                lr.note += note;
+            }
+        if (!m_options.keepDequantized) {
+            t->dequantized.clear();
+            t->dequantized.shrink_to_fit();
+        }
+    }
+}
+
 void Runner::run(const CalibrationSet &calibration)
 {
     const int blocks = m_h.numLayers;
@@ -1118,10 +1303,12 @@ void Runner::run(const CalibrationSet &calibration)
     m_blockBytes += uint64_t(4 * m_h.hiddenSize) * sizeof(float);
 
     processEmbedding(calibration);
-    if (m_options.cumulativeError)
+    if (m_options.cumulativeError || m_qat)
         m_fpEngine = std::make_unique<ForwardEngine>(m_model, forwardOptions({}));
 
-    m_progress.setTotal(double(blocks + (head ? 1 : 0)));
+    const PlannedLayer *qat = firstQatLayer();
+    const bool e2e = qat && toEfficientQatOptions(qat->config).e2eQp;
+    m_progress.setTotal(double(blocks + (head ? 1 : 0) + (e2e ? 1 : 0)));
     for (int b = 0; b < blocks; ++b) {
         m_progress.throwIfCancelled();
         processBlock(b);
@@ -1131,6 +1318,10 @@ void Runner::run(const CalibrationSet &calibration)
     m_xfp.clear();
     if (head) {
         processHead();
+        m_progress.advance(1.0);
+    }
+    if (e2e) {
+        trainE2eQp(calibration);
         m_progress.advance(1.0);
     }
 }

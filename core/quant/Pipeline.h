@@ -54,6 +54,16 @@
 //   * activation quantization: see quant/ActivationSim.h (a shared input is fake-quantized when any of its
 //     consumers quantizes activations).
 //
+// EfficientQAT (train/EfficientQat.h): its layers are skipped by the sub-steps above; after them the block's
+// efficientqat linears (plus the RMSNorm γ in front of them) are trained together by Block-AP against the
+// float block's output on the float stack's inputs (so the float stack m_xfp runs whenever the plan has
+// efficientqat layers, cumulativeError or not), with the block's other layers fixed as quantized; their
+// figures then come from a gather pass over the trained block. After all blocks (and lm_head), E2E-QP
+// trains the scales of every efficientqat layer on the LM loss over the calibration sequences, and their
+// weight figures are updated (rel_output_error stays the Block-AP one). All efficientqat layers share their
+// training parameters; activation-quantizing methods cannot be mixed in, nor awq in an efficientqat block.
+// Loss curves: PipelineCallbacks::onTrainingLoss; QuantRun::trainingSummary keeps the before/after losses.
+//
 // Metrics (LayerResult): weight figures compare the layer's effective weights (smoothing divided back out)
 // with the original W; the output figures use the layer's Hessian from its gather pass:
 //     rel_output_error = sqrt( tr(ΔW H ΔWᵀ) / tr(W H Wᵀ) ) = ‖WX − ŴX‖_F / ‖WX‖_F  (exact for H = Σ xxᵀ, no
@@ -92,6 +102,7 @@
 #include "quant/ActivationSim.h"
 #include "quant/Plan.h"
 #include "quant/QuantizedTensor.h"
+#include "train/EfficientQatOptions.h"
 
 namespace qs::core {
 
@@ -156,6 +167,10 @@ struct PipelineCallbacks
     std::function<void(const LayerResult &)> onLayerDone; // as each layer finishes
     std::function<void(int block, double cumulativeError)> onBlockDone; // NaN without cumulativeError
     std::function<void(const std::string &)> onWarning; // also kept in QuantRun::warnings
+    // EfficientQAT training losses as they happen (train/EfficientQatOptions.h): every optimiser step
+    // (kind Step) and the full-data loss before and after each phase/block (Initial, Final), for live
+    // loss curves. Block-AP events carry the block, E2E-QP events block −1.
+    TrainingLossCallback onTrainingLoss;
 };
 
 struct ModelFileHash
@@ -225,6 +240,8 @@ struct QuantRun
     double bitsPerWeight = 0.0;
     std::optional<RunEvaluation> evaluation;
     std::vector<std::string> warnings;
+    // EfficientQAT: the Initial and Final loss events of every Block-AP block and of E2E-QP, in order.
+    std::vector<TrainingLossEvent> trainingSummary;
     double seconds = 0.0;
 
     const QuantizedTensor *findTensor(const std::string &name) const;

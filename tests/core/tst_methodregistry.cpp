@@ -36,11 +36,12 @@ class TestMethodRegistry : public QObject
 private slots:
     void table()
     {
-        QCOMPARE(quantMethodNames(), std::string("rtn, zeroquant, gptq, smoothquant, awq"));
+        QCOMPARE(quantMethodNames(), std::string("rtn, zeroquant, gptq, smoothquant, awq, efficientqat"));
         for (const MethodInfo &m : quantMethods()) {
             QVERIFY(!m.description.empty());
             QVERIFY(!m.supportedBits.empty());
-            QVERIFY(m.param("bits") && m.param("group_size") && m.param("symmetric") && m.param("grid"));
+            QVERIFY(m.param("bits") && m.param("group_size") && m.param("symmetric"));
+            QVERIFY(m.param("grid") || m.name == "efficientqat"); // EfficientQAT's quantizer is fixed (§7.1)
             for (const ParamSpec &p : m.params)
                 QVERIFY2(!p.help.empty(), p.name.c_str());
             MethodConfig::defaults(m.name).validate(); // defaults are valid
@@ -60,13 +61,13 @@ private slots:
         QCOMPARE(std::get<double>(quantMethod("awq").param("max_shrink")->defaultValue), 0.5);
         QCOMPARE(std::get<int64_t>(quantMethod("zeroquant").param("activation_bits")->defaultValue), int64_t(8));
         try {
-            quantMethod("efficientqat");
+            quantMethod("omniquant");
             QFAIL("no error");
         } catch (const Error &e) {
-            QVERIFY(contains(e.what(), "known: rtn, zeroquant, gptq, smoothquant, awq"));
+            QVERIFY(contains(e.what(), "known: rtn, zeroquant, gptq, smoothquant, awq, efficientqat"));
         }
         const json t = methodTableJson();
-        QVERIFY(t.size() == 5);
+        QVERIFY(t.size() == 6);
         QVERIFY(t[2]["name"] == "gptq");
         QVERIFY(t[2]["params"].size() >= 10u);
         QVERIFY(t[2]["needs_calibration"] == true);
