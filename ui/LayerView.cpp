@@ -5,6 +5,7 @@
 #include <QHBoxLayout>
 #include <QHeaderView>
 #include <QLabel>
+#include <QPushButton>
 #include <QSplitter>
 #include <QTableWidget>
 #include <QTimer>
@@ -52,6 +53,11 @@ LayerView::LayerView(ModelSession *session, QWidget *parent)
     controls->addWidget(m_histMode);
     controls->addWidget(m_channelMode);
     controls->addStretch();
+    m_compare = new QPushButton(tr("Compare methods\u2026"), this);
+    m_compare->setObjectName(QStringLiteral("compareMethodsButton"));
+    m_compare->setToolTip(tr("Quantize this layer with several methods side by side (Run \u203a Compare methods)"));
+    m_compare->setEnabled(false);
+    controls->addWidget(m_compare);
     layout->addLayout(controls);
 
     auto *split = new QSplitter(Qt::Horizontal, this);
@@ -91,6 +97,7 @@ LayerView::LayerView(ModelSession *session, QWidget *parent)
     });
     connect(m_histMode, &QComboBox::currentIndexChanged, this, [this](int i) { m_histogram->setSymlog(i == 1); });
     connect(m_channelMode, &QComboBox::currentIndexChanged, this, [this] { refresh(); });
+    connect(m_compare, &QPushButton::clicked, this, [this] { Q_EMIT compareMethodsRequested(m_tensor); });
     connect(session, &ModelSession::statsChanged, this, [this] { refresh(); });
     connect(session, &ModelSession::modelOpened, this, [this] { showTensor(-1); });
     connect(session, &ModelSession::outlierSigmaChanged, this, [this](double v) {
@@ -111,12 +118,14 @@ void LayerView::refresh()
     const auto model = m_session->model();
     if (!model || m_tensor < 0 || size_t(m_tensor) >= model->tensors.size()) {
         m_title->setText(tr("<i>Select a layer in the model tree.</i>"));
+        m_compare->setEnabled(false);
         m_histogram->clear();
         m_channels->clear();
         m_table->setRowCount(0);
         return;
     }
     const core::Tensor &t = model->tensors[size_t(m_tensor)];
+    m_compare->setEnabled(core::isLinearRole(t.role) && t.role != core::TensorRole::LmHead);
     m_title->setText(tr("<b>%1</b> &nbsp; %2 \u00d7 %3 &nbsp; %4%5")
                          .arg(QString::fromStdString(t.name).toHtmlEscaped())
                          .arg(t.rows)

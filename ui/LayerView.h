@@ -7,6 +7,7 @@
 class QComboBox;
 class QDoubleSpinBox;
 class QLabel;
+class QPushButton;
 class QTableWidget;
 class QTimer;
 
@@ -28,6 +29,9 @@ public:
     ChannelPlot *channels() const { return m_channels; }
     QTableWidget *statsTable() const { return m_table; }
 
+Q_SIGNALS:
+    void compareMethodsRequested(int tensorIndex); // the "Compare methods…" button
+
 private:
     void refresh();
     void fillTable();
@@ -42,6 +46,7 @@ private:
     ChannelPlot *m_channels;
     QTableWidget *m_table;
     QTimer *m_commit;
+    QPushButton *m_compare = nullptr;
 };
 
 } // namespace qs::ui

@@ -4,6 +4,7 @@
 #include <QHeaderView>
 #include <QLabel>
 #include <QLineEdit>
+#include <QMenu>
 #include <QSortFilterProxyModel>
 #include <QTreeView>
 #include <QVBoxLayout>
@@ -46,6 +47,21 @@ ModelDock::ModelDock(ModelSession *session, QWidget *parent)
     setWidget(content);
 
     connect(m_filter, &QLineEdit::textChanged, m_proxy, &QSortFilterProxyModel::setFilterFixedString);
+    m_view->setContextMenuPolicy(Qt::CustomContextMenu);
+    connect(m_view, &QWidget::customContextMenuRequested, this, [this](const QPoint &pos) {
+        const QModelIndex index = m_view->indexAt(pos);
+        const int tensor = index.isValid() ? index.data(ModelTreeModel::TensorIndexRole).toInt() : -1;
+        const auto model = m_session->model();
+        if (!model || tensor < 0 || size_t(tensor) >= model->tensors.size())
+            return;
+        const core::TensorRole role = model->tensors[size_t(tensor)].role;
+        QMenu menu(this);
+        QAction *compare = menu.addAction(tr("Compare methods\u2026"));
+        compare->setEnabled(core::isLinearRole(role) && role != core::TensorRole::LmHead);
+        compare->setToolTip(tr("Quantize this layer with several methods side by side"));
+        if (menu.exec(m_view->viewport()->mapToGlobal(pos)) == compare)
+            Q_EMIT compareMethodsRequested(tensor);
+    });
     connect(m_view->selectionModel(), &QItemSelectionModel::currentChanged, this, [this](const QModelIndex &current) {
         const int tensor = current.data(ModelTreeModel::TensorIndexRole).toInt();
         if (current.isValid() && tensor >= 0)

@@ -25,6 +25,7 @@ public:
 
 Q_SIGNALS:
     void tensorSelected(int tensorIndex);
+    void compareMethodsRequested(int tensorIndex); // context menu "Compare methods…" on a block linear
 
 private:
     void updateHeader();
