@@ -18,6 +18,10 @@ int benchStatsCommand(const Args &args)
     const core::StatsBenchResult r = core::benchStats(path, progress);
     progress.finish();
     const double ratio = r.readGBps > 0 ? r.statsGBps / r.readGBps : 0.0;
+    // CPU time per value: steadier than wall time on a shared machine.
+    const auto nsPerValue = [&r](double cpuSeconds) {
+        return r.totalValues > 0 ? cpuSeconds * 1e9 / double(r.totalValues) : 0.0;
+    };
     if (args.has("json")) {
         nlohmann::ordered_json j{{"benchmark", "stats"},
                                  {"model", path},
@@ -32,6 +36,10 @@ int benchStatsCommand(const Args &args)
                                  {"decode_gbps", r.decodeGBps},
                                  {"stats_seconds", r.statsSeconds},
                                  {"stats_gbps", r.statsGBps},
+                                 {"read_cpu_seconds", r.readCpuSeconds},
+                                 {"decode_cpu_seconds", r.decodeCpuSeconds},
+                                 {"stats_cpu_seconds", r.statsCpuSeconds},
+                                 {"stats_cpu_ns_per_value", nsPerValue(r.statsCpuSeconds)},
                                  {"stats_to_read_ratio", ratio}};
         std::printf("%s\n", j.dump(2).c_str());
         return 0;
@@ -41,10 +49,13 @@ int benchStatsCommand(const Args &args)
     std::printf("  open                 %8.3f s\n", r.openSeconds);
     if (r.rawReadAvailable) {
         std::printf("  plain read (first)   %8.3f s  %7.2f GB/s\n", r.firstReadSeconds, r.firstReadGBps);
-        std::printf("  plain read (warm)    %8.3f s  %7.2f GB/s   <- baseline\n", r.readSeconds, r.readGBps);
+        std::printf("  plain read (warm)    %8.3f s  %7.2f GB/s  %6.2f CPU ns/value   <- baseline\n", r.readSeconds,
+                    r.readGBps, nsPerValue(r.readCpuSeconds));
     }
-    std::printf("  decode to float32    %8.3f s  %7.2f GB/s\n", r.decodeSeconds, r.decodeGBps);
-    std::printf("  statistics           %8.3f s  %7.2f GB/s\n", r.statsSeconds, r.statsGBps);
+    std::printf("  decode to float32    %8.3f s  %7.2f GB/s  %6.2f CPU ns/value\n", r.decodeSeconds, r.decodeGBps,
+                nsPerValue(r.decodeCpuSeconds));
+    std::printf("  statistics           %8.3f s  %7.2f GB/s  %6.2f CPU ns/value\n", r.statsSeconds, r.statsGBps,
+                nsPerValue(r.statsCpuSeconds));
     if (r.rawReadAvailable)
         std::printf("  statistics / plain read = %.2f (goal >= 0.5)\n", ratio);
     return 0;

@@ -9,6 +9,7 @@ Command evalCommand();
 Command calibrateCommand();
 Command quantizeCommand();
 Command exportCommand();
+Command reportCommand();
 
 const std::vector<Command> &commands()
 {
@@ -19,6 +20,7 @@ const std::vector<Command> &commands()
         calibrateCommand(),
         quantizeCommand(),
         exportCommand(),
+        reportCommand(),
         benchCommand(),
     };
     return table;

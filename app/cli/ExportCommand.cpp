@@ -33,6 +33,14 @@ int runExport(const Args &args)
     if (format != "gguf" && format != "gptq" && format != "hdf5") {
         throw UsageError("export: --format: '" + format + "' is not one of gguf, gptq, hdf5");
     }
+    if (args.has("checkpoint-format") && format != "gptq") {
+        throw UsageError("export: --checkpoint-format applies to --format gptq only");
+    }
+    if (args.has("checkpoint-format") && args.value("checkpoint-format") != "gptq" &&
+        args.value("checkpoint-format") != "gptq_v2") {
+        throw UsageError("export: --checkpoint-format: '" + args.value("checkpoint-format") +
+                         "' is not one of gptq, gptq_v2");
+    }
     if (args.has("type") && format != "gguf") {
         throw UsageError("export: --type applies to --format gguf only");
     }
@@ -49,7 +57,9 @@ int runExport(const Args &args)
         options.type = args.value("type");
         summary = core::exportGguf(source, options, out, progress);
     } else if (format == "gptq") {
-        summary = core::exportGptq(source, core::GptqExportOptions{}, out, progress);
+        core::GptqExportOptions options;
+        options.checkpointFormat = args.value("checkpoint-format", options.checkpointFormat);
+        summary = core::exportGptq(source, options, out, progress);
     } else {
         core::ProjectExportOptions options;
         options.includeTensors = !args.has("no-tensors");
@@ -83,12 +93,14 @@ int runExport(const Args &args)
 Command exportCommand()
 {
     return {"export",
-            "export RUN_DIR|MODEL --format gguf|gptq|hdf5 --out PATH [--type TYPE] [--no-tensors] [--json]",
+            "export RUN_DIR|MODEL --format gguf|gptq|hdf5 --out PATH [--type TYPE] [--checkpoint-format gptq|gptq_v2] [--no-tensors] [--json]",
             "Write a model or quantization run as GGUF (llama.cpp), a GPTQ checkpoint folder or an HDF5 project",
             {{"format", true, "gguf, gptq or hdf5"},
              {"out", true, "the file (gguf, hdf5) or folder (gptq) to write; replaced atomically"},
              {"type", true, "gguf: one type for every matrix (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, "
                             "Q6_K) instead of the run's per-tensor types"},
+             {"checkpoint-format", true, "gptq: gptq (v1, zeros stored minus one; default, loads everywhere) or "
+                                         "gptq_v2 (true zeros; GPTQModel)"},
              {"no-tensors", false, "hdf5: leave out the quantized tensors (codes, scales, zeros)"},
              {"json", false, "print one JSON object"}},
             runExport};
