@@ -169,6 +169,14 @@ void CalibrationDock::setEvaluationContext(int ctx, int maxChunks)
     m_maxChunks->setValue(maxChunks);
 }
 
+void CalibrationDock::setCalibrationSeed(int seed) { m_seed->setValue(seed); }
+void CalibrationDock::setEvaluationProtocol(const QString &protocol)
+{
+    const int i = m_protocol->findData(protocol);
+    if (i >= 0)
+        m_protocol->setCurrentIndex(i);
+}
+
 void CalibrationDock::updateEnabled()
 {
     const bool model = m_session->model() != nullptr;

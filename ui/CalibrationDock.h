@@ -29,6 +29,8 @@ public:
     void setEvaluationText(const QString &path);
     void setCalibrationSize(int samples, int seqLen);
     void setEvaluationContext(int ctx, int maxChunks);
+    void setCalibrationSeed(int seed);
+    void setEvaluationProtocol(const QString &protocol); // "llamacpp" | "gptq"
 
 Q_SIGNALS:
     void activationInputSelected(int block, int input); // core::LinearInput as int

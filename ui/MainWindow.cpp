@@ -3,6 +3,7 @@
 #include <QAction>
 #include <QApplication>
 #include <QCloseEvent>
+#include <QDir>
 #include <QShowEvent>
 #include <QDockWidget>
 #include <QFileDialog>
@@ -13,6 +14,7 @@
 #include <QMimeData>
 #include <QStatusBar>
 #include <QTabWidget>
+#include <QTableView>
 #include <QUndoStack>
 
 #include "JobRunner.h"
@@ -20,18 +22,22 @@
 #include "ActivationView.h"
 #include "CalibrationDock.h"
 #include "LayerView.h"
+#include "LayerCompareView.h"
 #include "LogDock.h"
 #include "ModelDock.h"
 #include "ModelSession.h"
 #include "PlanDock.h"
 #include "PlanModel.h"
+#include "ProjectSession.h"
 #include "RunsModel.h"
 #include "RunsView.h"
 #include "quant/Pipeline.h"
 #include <nlohmann/json.hpp>
 #include "Settings.h"
 #include "StartPage.h"
+#include "report/ReportDialog.h"
 #include "common/Version.h"
+#include "export/ProjectH5.h"
 #include "io/FormatRegistry.h"
 #include "model/ActivationObserver.h"
 #include "model/Model.h"
@@ -90,6 +96,47 @@ MainWindow::MainWindow(QWidget *parent)
     connect(m_session, &ModelSession::outlierSigmaChanged, this, [this](double k) { m_settings->setOutlierSigma(k); });
 
     createDocks();
+    // The Compare tab writes into the plan, so it comes after the plan dock.
+    m_compareView = new LayerCompareView(m_session, m_settings, static_cast<PlanDock *>(m_planDock)->planModel(), this);
+    m_plotTabs->insertTab(m_plotTabs->indexOf(m_layerView) + 1, m_compareView, tr("Compare"));
+    connect(m_compareView, &LayerCompareView::message, this, [this](const QString &t) { m_logDock->append(LogLevel::Info, t); });
+    connect(m_compareView, &LayerCompareView::calibrationTextNeeded, this, [this] {
+        m_calibrationDock->show();
+        m_calibrationDock->raise();
+    });
+    // After the docks: its modelOpened handler must run after the plan dock and the runs model reset.
+    m_project = new ProjectSession({m_session, static_cast<PlanDock *>(m_planDock)->planModel(), m_runs, m_calibrationDock,
+                                    m_settings, m_undoStack},
+                                   this);
+    m_project->setUiStateHandlers([this] { return captureUiState(); },
+                                  [this](const nlohmann::json &state) { restoreUiState(state); });
+    connect(m_project, &ProjectSession::modifiedChanged, this, [this] { updateTitle(); });
+    connect(m_project, &ProjectSession::pathChanged, this, [this] { updateTitle(); });
+    connect(m_project, &ProjectSession::message, this, [this](const QString &t) { m_logDock->append(LogLevel::Info, t); });
+    connect(m_project, &ProjectSession::warning, this, [this](const QString &t) { m_logDock->append(LogLevel::Warning, t); });
+    connect(m_project, &ProjectSession::saved, this, [this](const QString &path) {
+        m_settings->addRecentFile(path);
+        updateRecentMenu();
+        m_logDock->append(LogLevel::Info, tr("Saved project %1").arg(path));
+        statusBar()->showMessage(tr("Saved %1").arg(path), 5000);
+        if (m_closeAfterSave)
+            close();
+    });
+    connect(m_project, &ProjectSession::saveFailed, this, [this](const QString &, const QString &error) {
+        m_closeAfterSave = false;
+        m_logDock->append(LogLevel::Error, error);
+        QMessageBox::warning(this, tr("Could not save project"), error);
+    });
+    connect(m_project, &ProjectSession::opened, this, [this](const QString &path) {
+        m_settings->addRecentFile(path);
+        updateRecentMenu();
+        m_logDock->append(LogLevel::Info, tr("Opened project %1").arg(path));
+        statusBar()->showMessage(tr("Opened project %1").arg(path), 5000);
+    });
+    connect(m_project, &ProjectSession::openFailed, this, [this](const QString &, const QString &error) {
+        m_logDock->append(LogLevel::Error, error);
+        QMessageBox::warning(this, tr("Could not open project"), error);
+    });
     createMenus();
 
     m_statusModel = new QLabel(tr("No model"), this);
@@ -125,6 +172,10 @@ MainWindow::~MainWindow()
     // Jobs capture the session and the window: stop them before anything they point to goes away.
     delete m_runner;
     m_runner = nullptr;
+    // It listens to the undo stack, which announces its last clean state while being destroyed, after the
+    // session it reads from is gone.
+    delete m_project;
+    m_project = nullptr;
     delete m_settings;
 }
 
@@ -135,9 +186,13 @@ void MainWindow::createDocks()
     connect(modelDock, &ModelDock::tensorSelected, this, [this](int tensor) {
         m_layerView->showTensor(tensor);
         m_activationView->showTensor(tensor);
-        if (m_plotTabs->currentWidget() != m_activationView)
+        if (m_compareView)
+            m_compareView->showTensor(tensor);
+        if (m_plotTabs->currentWidget() != m_activationView && m_plotTabs->currentWidget() != m_compareView)
             m_plotTabs->setCurrentWidget(m_layerView);
     });
+    connect(modelDock, &ModelDock::compareMethodsRequested, this, &MainWindow::compareMethods);
+    connect(m_layerView, &LayerView::compareMethodsRequested, this, &MainWindow::compareMethods);
     addDockWidget(Qt::LeftDockWidgetArea, m_modelDock);
 
     auto *planDock = new PlanDock(m_session, m_undoStack, this);
@@ -185,13 +240,21 @@ void MainWindow::createMenus()
     QAction *demo = file->addAction(tr("Open &demo model"), this, &MainWindow::openDemoModel);
     demo->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_D));
     file->addSeparator();
-    QAction *save = file->addAction(tr("&Save project"));
-    save->setShortcut(QKeySequence::Save);
-    save->setEnabled(false);
-    save->setToolTip(tr("Projects arrive with the HDF5 project issue"));
+    QAction *openProject = file->addAction(tr("Open &project\u2026"), this, &MainWindow::showOpenProjectDialog);
+    openProject->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_O));
+    m_saveProject = file->addAction(tr("&Save project"), this, [this] { saveProject(); });
+    m_saveProject->setShortcut(QKeySequence::Save);
+    m_saveProject->setToolTip(tr("Save the model reference, plan, statistics and runs as an HDF5 project"));
+    m_saveProjectAs = file->addAction(tr("Save project &as\u2026"), this, [this] { saveProjectAs(); });
+    m_saveProjectAs->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_S));
     QAction *exportAction = file->addAction(tr("&Export\u2026"));
     exportAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_E));
     exportAction->setEnabled(false);
+    // Reports compare runs (docs/reports.md); separate from model export above.
+    QAction *exportReportAction = file->addAction(tr("Export &report\u2026"), this,
+                                                  [this] { exportReport(this, m_runner, m_session, m_runs, m_settings); });
+    exportReportAction->setObjectName(QStringLiteral("exportReportAction"));
+    exportReportAction->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_E));
     file->addSeparator();
     QAction *quit = file->addAction(tr("&Quit"), this, &QWidget::close);
     quit->setShortcut(QKeySequence::Quit);
@@ -217,6 +280,10 @@ void MainWindow::createMenus()
     quantize->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_R));
     run->addAction(tr("Run &calibration"), this, [this] { m_calibrationDock->startCalibration(); });
     run->addAction(tr("&Evaluate perplexity"), this, [this] { m_calibrationDock->startEvaluation(); });
+    QAction *compare = run->addAction(tr("Compare &methods on this layer\u2026"), this,
+                                      [this] { compareMethods(m_layerView->tensorIndex()); });
+    compare->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_M));
+    compare->setToolTip(tr("Quantize the selected layer with several methods side by side"));
     run->addSeparator();
     QAction *rule = run->addAction(tr("Plan &rule\u2026"), this, [this] { static_cast<PlanDock *>(m_planDock)->showRuleDialog(); });
     rule->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_R));
@@ -270,8 +337,87 @@ void MainWindow::showOpenDialog()
 
 void MainWindow::openPath(const QString &path)
 {
+    if (ProjectSession::isProjectPath(path)) {
+        m_logDock->append(LogLevel::Info, tr("Opening project %1").arg(path));
+        m_project->open(path);
+        return;
+    }
     m_logDock->append(LogLevel::Info, tr("Opening %1").arg(path));
     m_session->openModel(path);
+}
+
+bool MainWindow::saveProject()
+{
+    if (!m_project->hasSession())
+        return false;
+    if (m_project->path().isEmpty())
+        return saveProjectAs();
+    m_project->save(m_project->path());
+    return true;
+}
+
+bool MainWindow::saveProjectAs()
+{
+    if (!m_project->hasSession())
+        return false;
+    QString suggestion = m_project->path();
+    if (suggestion.isEmpty())
+        suggestion = QDir(m_settings->lastOpenDirectory()).filePath(QFileInfo(m_session->modelPath()).fileName()
+                                                                     + QString::fromLatin1(core::kProjectExtension));
+    QString path = QFileDialog::getSaveFileName(this, tr("Save project"), suggestion, ProjectSession::fileFilter());
+    if (path.isEmpty())
+        return false;
+    path = ProjectSession::withExtension(path);
+    m_settings->setLastOpenDirectory(QFileInfo(path).absolutePath());
+    m_project->save(path);
+    return true;
+}
+
+void MainWindow::showOpenProjectDialog()
+{
+    const QString path = QFileDialog::getOpenFileName(this, tr("Open project"), m_settings->lastOpenDirectory(),
+                                                      ProjectSession::fileFilter());
+    if (path.isEmpty())
+        return;
+    m_settings->setLastOpenDirectory(QFileInfo(path).absolutePath());
+    m_logDock->append(LogLevel::Info, tr("Opening project %1").arg(path));
+    m_project->open(path);
+}
+
+nlohmann::json MainWindow::captureUiState() const
+{
+    nlohmann::json state = nlohmann::json::object();
+    state["selected_tensor"] = m_layerView->tensorIndex();
+    if (const auto model = m_session->model(); model && m_layerView->tensorIndex() >= 0
+                                                && size_t(m_layerView->tensorIndex()) < model->tensors.size())
+        state["selected_layer"] = model->tensors[size_t(m_layerView->tensorIndex())].name;
+    state["tab"] = m_plotTabs->tabText(m_plotTabs->currentIndex()).toStdString();
+    const QModelIndex run = m_runsView->table()->currentIndex();
+    state["selected_run"] = run.isValid() ? run.row() : -1;
+    return state;
+}
+
+void MainWindow::restoreUiState(const nlohmann::json &state)
+{
+    if (!state.is_object())
+        return;
+    const auto model = m_session->model();
+    int tensor = -1;
+    if (model && state.contains("selected_layer") && state["selected_layer"].is_string())
+        for (size_t i = 0; i < model->tensors.size(); ++i)
+            if (model->tensors[i].name == state["selected_layer"].get<std::string>())
+                tensor = int(i);
+    if (tensor >= 0)
+        static_cast<ModelDock *>(m_modelDock)->selectTensor(tensor);
+    const int run = state.value("selected_run", -1);
+    if (run >= 0 && run < m_runs->rowCount())
+        m_runsView->selectRun(m_runs->runs().at(run)->id);
+    if (state.contains("tab") && state["tab"].is_string()) {
+        const QString tab = QString::fromStdString(state["tab"].get<std::string>());
+        for (int i = 0; i < m_plotTabs->count(); ++i)
+            if (m_plotTabs->tabText(i) == tab)
+                m_plotTabs->setCurrentIndex(i);
+    }
 }
 
 void MainWindow::openDemoModel()
@@ -310,6 +456,21 @@ void MainWindow::startQuantization()
         m_plotTabs->setCurrentWidget(m_runsView);
 }
 
+void MainWindow::compareMethods(int tensorIndex)
+{
+    const auto model = m_session->model();
+    if (!model || tensorIndex < 0 || size_t(tensorIndex) >= model->tensors.size()) {
+        statusBar()->showMessage(tr("Select a layer in the model tree first"), 5000);
+        return;
+    }
+    static_cast<ModelDock *>(m_modelDock)->selectTensor(tensorIndex); // keeps the tree and the views in step
+    m_compareView->showTensor(tensorIndex);
+    m_plotTabs->setCurrentWidget(m_compareView);
+    if (m_compareView->canCompare() && !m_compareView->hasResult()
+        && m_compareView->runningLayer() != m_compareView->layerName())
+        m_compareView->run();
+}
+
 void MainWindow::showAbout()
 {
     QMessageBox::about(this, tr("About QuantScope"),
@@ -325,12 +486,23 @@ void MainWindow::showAbout()
 void MainWindow::updateTitle()
 {
     const QString path = m_session->modelPath();
+    const bool haveModel = !path.isEmpty() && m_session->model();
+    if (m_saveProject) {
+        m_saveProject->setEnabled(haveModel);
+        m_saveProjectAs->setEnabled(haveModel);
+    }
     if (path.isEmpty()) {
         setWindowTitle(tr("QuantScope"));
         m_statusModel->setText(tr("No model"));
     } else {
         const bool synthetic = m_session->model() && m_session->model()->hparams.synthetic;
-        setWindowTitle(tr("%1%2 \u2014 QuantScope").arg(QFileInfo(path).fileName(), synthetic ? tr(" [synthetic]") : QString()));
+        // "project.qsproj.h5* (model) — QuantScope": the project, '*' when the plan or runs changed since
+        // it was saved, and the model; without a project the model alone.
+        const QString modified = m_project && m_project->isModified() ? QStringLiteral("*") : QString();
+        const QString model = QFileInfo(path).fileName() + (synthetic ? tr(" [synthetic]") : QString());
+        const QString project = m_project ? m_project->path() : QString();
+        setWindowTitle(project.isEmpty() ? tr("%1%2 \u2014 QuantScope").arg(model, modified)
+                                         : tr("%1%2 (%3) \u2014 QuantScope").arg(QFileInfo(project).fileName(), modified, model));
         m_statusModel->setText(synthetic ? tr("%1 \u2014 SYNTHETIC demo model").arg(path) : path);
     }
 }
@@ -348,6 +520,25 @@ void MainWindow::showEvent(QShowEvent *event)
 
 void MainWindow::closeEvent(QCloseEvent *event)
 {
+    if (m_project->isBusy() && m_closeAfterSave) {
+        event->ignore(); // a save started from this dialog is still running; it closes the window when done
+        return;
+    }
+    if (m_project->isModified() && !m_closeAfterSave) {
+        const QString name = m_project->path().isEmpty() ? tr("this session") : QFileInfo(m_project->path()).fileName();
+        const auto answer = QMessageBox::question(this, tr("Unsaved changes"),
+                                                  tr("The plan or the runs of %1 changed since it was saved. Save the project?").arg(name),
+                                                  QMessageBox::Save | QMessageBox::Discard | QMessageBox::Cancel, QMessageBox::Save);
+        if (answer == QMessageBox::Cancel) {
+            event->ignore();
+            return;
+        }
+        if (answer == QMessageBox::Save) {
+            event->ignore();
+            m_closeAfterSave = saveProject(); // the save job closes the window when it finishes
+            return;
+        }
+    }
     m_settings->setWindowGeometry(saveGeometry());
     m_settings->setWindowState(saveState());
     m_runner->cancelAll();

@@ -3,6 +3,8 @@
 
 #include <QMainWindow>
 
+#include <nlohmann/json_fwd.hpp>
+
 class QMenu;
 class QTabWidget;
 class QUndoStack;
@@ -17,8 +19,10 @@ class JobsDock;
 class RunsModel;
 class RunsView;
 class LayerView;
+class LayerCompareView;
 class LogDock;
 class ModelSession;
+class ProjectSession;
 class Settings;
 
 class MainWindow : public QMainWindow
@@ -28,9 +32,20 @@ public:
     explicit MainWindow(QWidget *parent = nullptr);
     ~MainWindow() override;
 
+    // Opens a model, or a project (ProjectSession::isProjectPath: .qsproj.h5, .h5, ...).
     void openPath(const QString &path);
+    // File › Save project: writes to the current project file, or asks for one (returns false when the
+    // user cancelled the dialog or nothing can be saved); File › Save project as…; File › Open project…
+    bool saveProject();
+    bool saveProjectAs();
+    void showOpenProjectDialog();
+    ProjectSession *project() const { return m_project; }
     void openDemoModel();
     void startQuantization();
+    // Shows the Compare tab for a layer (model tensor index) and runs the comparison when the layer has
+    // none yet.
+    void compareMethods(int tensorIndex);
+    LayerCompareView *compareView() const { return m_compareView; }
     RunsModel *runsModel() const { return m_runs; }
     RunsView *runsView() const { return m_runsView; }
 
@@ -57,6 +72,8 @@ private:
     void showOpenDialog();
     void showAbout();
     void updateTitle();
+    nlohmann::json captureUiState() const;
+    void restoreUiState(const nlohmann::json &state);
 
     JobRunner *m_runner;
     ModelSession *m_session;
@@ -65,6 +82,7 @@ private:
 
     QTabWidget *m_plotTabs = nullptr;
     LayerView *m_layerView = nullptr;
+    LayerCompareView *m_compareView = nullptr;
     ActivationView *m_activationView = nullptr;
     CalibrationDock *m_calibrationDock = nullptr;
     RunsModel *m_runs = nullptr;
@@ -76,6 +94,10 @@ private:
     QMenu *m_recentMenu = nullptr;
     QMenu *m_viewMenu = nullptr;
     QLabel *m_statusModel = nullptr;
+    ProjectSession *m_project = nullptr;
+    QAction *m_saveProject = nullptr;
+    QAction *m_saveProjectAs = nullptr;
+    bool m_closeAfterSave = false;
     bool m_layoutRestored = false;
     bool m_shown = false;
 };

@@ -18,7 +18,7 @@ namespace qs::ui {
 
 ModelSession::ModelSession(JobRunner *runner, QObject *parent) : QObject(parent), m_runner(runner) {}
 
-void ModelSession::openModel(const QString &path)
+void ModelSession::openModel(const QString &path, std::shared_ptr<const StatsList> precomputed)
 {
     const std::string p = path.toStdString();
     m_runner->run<std::shared_ptr<const core::Model>>(
@@ -27,7 +27,7 @@ void ModelSession::openModel(const QString &path)
             progress.message("reading headers");
             return core::openModel(p);
         },
-        [this, path](std::shared_ptr<const std::shared_ptr<const core::Model>> result) {
+        [this, path, precomputed](std::shared_ptr<const std::shared_ptr<const core::Model>> result) {
             m_model = *result;
             m_stats.reset();
             m_calibration.reset();
@@ -42,9 +42,25 @@ void ModelSession::openModel(const QString &path)
                                .arg(m_model->tensors.size())
                                .arg(m_model->parameterCount())
                                .arg(m_model->hparams.synthetic ? tr(" \u2014 synthetic demo model") : QString()));
+            // Statistics restored from a project are used when they describe exactly these tensors.
+            bool reuse = precomputed && !precomputed->empty() && precomputed->size() == m_model->tensors.size()
+                         && !precomputed->front().linearHistogram.counts.empty();
+            for (size_t i = 0; reuse && i < precomputed->size(); ++i)
+                reuse = (*precomputed)[i].name == m_model->tensors[i].name
+                        && (*precomputed)[i].outlierSigma == precomputed->front().outlierSigma
+                        && (*precomputed)[i].linearHistogram.counts.size() == precomputed->front().linearHistogram.counts.size();
+            if (reuse) {
+                m_stats = precomputed;
+                m_bins = int(precomputed->front().linearHistogram.counts.size());
+                if (m_outlierSigma != precomputed->front().outlierSigma) {
+                    m_outlierSigma = precomputed->front().outlierSigma;
+                    Q_EMIT outlierSigmaChanged(m_outlierSigma);
+                }
+            }
             Q_EMIT modelOpened(path);
             Q_EMIT statsChanged();
-            computeStats();
+            if (!reuse)
+                computeStats();
         },
         [this, path](const QString &error) { Q_EMIT openFailed(path, error); });
 }

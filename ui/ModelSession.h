@@ -33,8 +33,10 @@ public:
     explicit ModelSession(JobRunner *runner, QObject *parent = nullptr);
 
     // Opens a model folder or file in the background; replaces the current model when it succeeds and
-    // then computes weight statistics for every tensor (another job).
-    void openModel(const QString &path);
+    // then computes weight statistics for every tensor (another job). With precomputed statistics (from a
+    // project) that match the opened model tensor for tensor, those are used instead of computing them,
+    // and their outlier sigma and bin count become the session's.
+    void openModel(const QString &path, std::shared_ptr<const StatsList> precomputed = nullptr);
     // Generates the synthetic demo model into the cache folder (once) and opens it.
     void openDemoModel();
     static QString demoModelPath();

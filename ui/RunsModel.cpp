@@ -128,6 +128,29 @@ int RunsModel::startRun(const nlohmann::json &planJson, const core::PipelineOpti
     return id;
 }
 
+int RunsModel::addFinishedRun(const QString &name, std::shared_ptr<const core::QuantRun> result, const QString &runDir,
+                              bool runDirMissing)
+{
+    if (!result)
+        return 0;
+    auto run = std::make_shared<Run>();
+    run->id = m_nextId++;
+    run->name = name.isEmpty() ? tr("Run %1").arg(run->id) : name;
+    run->state = State::Done;
+    run->layers = result->layers;
+    for (const core::BlockResult &b : result->blocks)
+        run->blocks.emplace_back(b.block, b.cumulativeError);
+    run->plannedLayers = int(result->layers.size());
+    run->result = std::move(result);
+    run->runDir = runDir;
+    run->runDirMissing = runDirMissing;
+    beginInsertRows({}, int(m_runs.size()), int(m_runs.size()));
+    m_runs.append(run);
+    endInsertRows();
+    Q_EMIT runFinished(run->id);
+    return run->id;
+}
+
 void RunsModel::cancelRun(int id)
 {
     if (m_jobs.contains(id))
@@ -183,12 +206,13 @@ QVariant RunsModel::data(const QModelIndex &index, int role) const
         return {};
     case StateColumn:
         if (role == Qt::ToolTipRole)
-            return r.error;
+            return r.runDirMissing ? tr("The run directory %1 is missing; the metrics are the copy stored in the project").arg(r.runDir)
+                                   : r.error;
         if (role != Qt::DisplayRole && role != SortRole)
             return {};
         switch (r.state) {
         case State::Running: return tr("running (%1/%2 layers)").arg(r.layers.size()).arg(r.plannedLayers);
-        case State::Done: return tr("done");
+        case State::Done: return r.runDirMissing ? tr("done (missing run dir)") : tr("done");
         case State::Failed: return tr("failed");
         case State::Cancelled: return tr("cancelled");
         }

@@ -34,6 +34,8 @@ public:
         std::vector<std::pair<int, double>> blocks; // (block, cumulative error) live
         int plannedLayers = 0;
         std::shared_ptr<const core::QuantRun> result; // when done
+        QString runDir;             // its RUN_DIR when it has one (runs restored from a project)
+        bool runDirMissing = false; // the recorded RUN_DIR is gone: the metrics shown are the project's copy
     };
 
     RunsModel(ModelSession *session, QObject *parent = nullptr);
@@ -41,6 +43,9 @@ public:
     // Starts a run of the open model with a plan (cli.md JSON) and options; returns its id (0 when no model).
     int startRun(const nlohmann::json &planJson, const core::PipelineOptions &options, const QString &name);
     void cancelRun(int id);
+    // Adds a finished run without running anything (a run restored from a project); returns its id.
+    int addFinishedRun(const QString &name, std::shared_ptr<const core::QuantRun> result, const QString &runDir = {},
+                       bool runDirMissing = false);
 
     const QList<std::shared_ptr<Run>> &runs() const { return m_runs; }
     std::shared_ptr<const Run> run(int id) const;

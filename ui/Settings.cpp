@@ -19,6 +19,12 @@ constexpr auto EvalText = "evaluation/text";
 constexpr auto EvalContext = "evaluation/context";
 constexpr auto EvalProtocol = "evaluation/protocol";
 constexpr auto EvalMaxChunks = "evaluation/maxChunks";
+constexpr auto ReportWidth = "report/width";
+constexpr auto ReportHeight = "report/height";
+constexpr auto ReportDpi = "report/dpi";
+constexpr auto ReportFormats = "report/formats";
+constexpr auto ReportHistograms = "report/histograms";
+constexpr auto ReportFolder = "report/folder";
 } // namespace Key
 
 static QString k(const char *key) { return QString::fromLatin1(key); }
@@ -100,5 +106,25 @@ QString Settings::evalProtocol() const
 void Settings::setEvalProtocol(const QString &v) { m_settings.setValue(k(Key::EvalProtocol), v); }
 int Settings::evalMaxChunks() const { return boundedInt(Key::EvalMaxChunks, 0, 0, 1 << 30); }
 void Settings::setEvalMaxChunks(int v) { m_settings.setValue(k(Key::EvalMaxChunks), v); }
+
+int Settings::reportWidth() const { return boundedInt(Key::ReportWidth, 800, 100, 10000); }
+void Settings::setReportWidth(int v) { m_settings.setValue(k(Key::ReportWidth), v); }
+int Settings::reportHeight() const { return boundedInt(Key::ReportHeight, 500, 100, 10000); }
+void Settings::setReportHeight(int v) { m_settings.setValue(k(Key::ReportHeight), v); }
+int Settings::reportDpi() const { return boundedInt(Key::ReportDpi, 150, 24, 1200); }
+void Settings::setReportDpi(int v) { m_settings.setValue(k(Key::ReportDpi), v); }
+QStringList Settings::reportFormats() const
+{
+    const QStringList fallback = {QStringLiteral("png"), QStringLiteral("svg"), QStringLiteral("csv"), QStringLiteral("md")};
+    return m_settings.value(k(Key::ReportFormats), fallback).toStringList();
+}
+void Settings::setReportFormats(const QStringList &v) { m_settings.setValue(k(Key::ReportFormats), v); }
+int Settings::reportHistograms() const { return boundedInt(Key::ReportHistograms, 3, 0, 100); }
+void Settings::setReportHistograms(int v) { m_settings.setValue(k(Key::ReportHistograms), v); }
+QString Settings::reportFolder() const
+{
+    return m_settings.value(k(Key::ReportFolder), QDir::homePath() + QStringLiteral("/quantscope-report")).toString();
+}
+void Settings::setReportFolder(const QString &v) { m_settings.setValue(k(Key::ReportFolder), v); }
 
 } // namespace qs::ui

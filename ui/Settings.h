@@ -53,6 +53,21 @@ public:
     int evalMaxChunks() const; // default 0 = all
     void setEvalMaxChunks(int v);
 
+    // File > Export report: chart size in CSS pixels, PNG resolution, formats ("png", "svg", "pdf", "csv",
+    // "md"), histogram count and the last output folder (docs/reports.md).
+    int reportWidth() const; // default 800
+    void setReportWidth(int v);
+    int reportHeight() const; // default 500
+    void setReportHeight(int v);
+    int reportDpi() const; // default 150
+    void setReportDpi(int v);
+    QStringList reportFormats() const; // default png, svg, csv, md
+    void setReportFormats(const QStringList &v);
+    int reportHistograms() const; // default 3
+    void setReportHistograms(int v);
+    QString reportFolder() const; // default <home>/quantscope-report
+    void setReportFolder(const QString &v);
+
 private:
     int boundedInt(const char *key, int fallback, int min, int max) const;
     mutable QSettings m_settings;
