@@ -23,6 +23,8 @@ QString methodColorName(const std::string &method)
         return QStringLiteral("#8e5bb5");
     if (method == "zeroquant")
         return QStringLiteral("#c94f7c");
+    if (method == "efficientqat")
+        return QStringLiteral("#b5452e");
     return QStringLiteral("#777777");
 }
 
@@ -84,12 +86,24 @@ int RunsModel::startRun(const nlohmann::json &planJson, const core::PipelineOpti
                 self->m_runs[row]->blocks.emplace_back(block, err);
         }, Qt::QueuedConnection);
     };
+    auto onLoss = [self, id](const core::TrainingLossEvent &e) {
+        QMetaObject::invokeMethod(self, [self, id, e] {
+            if (!self)
+                return;
+            const int row = self->rowOf(id);
+            if (row < 0)
+                return;
+            self->m_runs[row]->losses.push_back(e);
+            Q_EMIT self->trainingLoss(id);
+        }, Qt::QueuedConnection);
+    };
     const JobId job = m_session->runner()->run<core::QuantRun>(
         tr("Quantize: %1").arg(run->name), QString(),
-        [model, plan, options, onLayer, onBlock](core::Progress &progress) {
+        [model, plan, options, onLayer, onBlock, onLoss](core::Progress &progress) {
             core::PipelineCallbacks callbacks;
             callbacks.onLayerDone = onLayer;
             callbacks.onBlockDone = onBlock;
+            callbacks.onTrainingLoss = onLoss;
             return core::runQuantization(model, plan, options, callbacks, progress);
         },
         [this, id](std::shared_ptr<const core::QuantRun> result) {

@@ -32,6 +32,7 @@ public:
         QString error;
         std::vector<core::LayerResult> layers; // live, in finishing order
         std::vector<std::pair<int, double>> blocks; // (block, cumulative error) live
+        std::vector<core::TrainingLossEvent> losses; // training methods (EfficientQAT), live
         int plannedLayers = 0;
         std::shared_ptr<const core::QuantRun> result; // when done
         QString runDir;             // its RUN_DIR when it has one (runs restored from a project)
@@ -58,6 +59,7 @@ public:
 Q_SIGNALS:
     void runStarted(int id);
     void layerDone(int id, int layerCount);
+    void trainingLoss(int id); // a training method reported a loss (posted, coalesced per event-loop turn)
     void runFinished(int id); // done, failed or cancelled
     void message(const QString &text);
 

@@ -16,11 +16,13 @@
 #include "model/Model.h"
 #include "plots/LayerErrorPlot.h"
 #include "plots/ParetoPlot.h"
+#include "plots/TrainingLossPlot.h"
 
 namespace qs::ui {
 
 RunsView::RunsView(ModelSession *session, RunsModel *runs, QWidget *parent)
     : QWidget(parent), m_session(session), m_runs(runs), m_table(new QTableView(this)), m_live(new LayerErrorPlot(this)),
+      m_loss(new TrainingLossPlot(this)),
       m_runA(new QComboBox(this)), m_runB(new QComboBox(this)), m_compare(new LayerErrorPlot(this)),
       m_lossKind(new QComboBox(this)), m_pareto(new ParetoPlot(this))
 {
@@ -45,6 +47,8 @@ RunsView::RunsView(ModelSession *session, RunsModel *runs, QWidget *parent)
     topLayout->addLayout(buttons);
     split->addWidget(top);
     split->addWidget(m_live);
+    split->addWidget(m_loss);
+    m_loss->hide(); // shown for runs that train
 
     auto *compare = new QWidget(split);
     auto *compareLayout = new QVBoxLayout(compare);
@@ -67,7 +71,8 @@ RunsView::RunsView(ModelSession *session, RunsModel *runs, QWidget *parent)
     split->addWidget(compare);
     split->setStretchFactor(0, 1);
     split->setStretchFactor(1, 2);
-    split->setStretchFactor(2, 2);
+    split->setStretchFactor(2, 1);
+    split->setStretchFactor(3, 2);
     layout->addWidget(split);
 
     connect(cancel, &QPushButton::clicked, this, [this] {
@@ -89,6 +94,16 @@ RunsView::RunsView(ModelSession *session, RunsModel *runs, QWidget *parent)
             refreshLive();
         m_runs->dataChanged(m_runs->index(0, RunsModel::StateColumn), m_runs->index(m_runs->rowCount() - 1, RunsModel::StateColumn));
     });
+    connect(runs, &RunsModel::trainingLoss, this, [this](int id) {
+        // Losses arrive per optimiser step; redraw at most once per event-loop turn.
+        if (id == m_selected && !m_lossRefreshPending) {
+            m_lossRefreshPending = true;
+            QMetaObject::invokeMethod(this, [this] {
+                m_lossRefreshPending = false;
+                refreshLoss();
+            }, Qt::QueuedConnection);
+        }
+    });
     connect(runs, &RunsModel::runFinished, this, [this](int id) {
         if (id == m_selected)
             refreshLive();
@@ -100,6 +115,8 @@ RunsView::RunsView(ModelSession *session, RunsModel *runs, QWidget *parent)
         m_selected = 0;
         refreshCombos();
         m_live->clear();
+        m_loss->clear();
+        m_loss->hide();
         m_compare->clear();
         refreshPareto();
     });
@@ -139,9 +156,23 @@ void RunsView::refreshLive()
     const auto run = m_runs->run(m_selected);
     if (!run) {
         m_live->clear();
+        refreshLoss();
         return;
     }
     m_live->setSeries(layerOrder(), {{run->name, run->layers, run->blocks}});
+    refreshLoss();
+}
+
+void RunsView::refreshLoss()
+{
+    const auto run = m_runs->run(m_selected);
+    if (!run || run->losses.empty()) {
+        m_loss->clear();
+        m_loss->hide();
+        return;
+    }
+    m_loss->show();
+    m_loss->setEvents(run->losses);
 }
 
 void RunsView::refreshCombos()

@@ -18,6 +18,7 @@
 #include "TestData.h"
 #include "plots/LayerErrorPlot.h"
 #include "plots/ParetoPlot.h"
+#include "plots/TrainingLossPlot.h"
 
 using namespace qs;
 using namespace qs::ui;
@@ -96,6 +97,56 @@ private slots:
         w.plotTabs()->setCurrentWidget(w.runsView());
         QTest::qWait(50);
         QVERIFY(w.grab().save(qs::test::outputDir() + QStringLiteral("/runs.png")));
+    }
+
+    // A training method (EfficientQAT, both phases) fills the live loss plot: one curve per block for
+    // Block-AP and one for E2E-QP; a run without training hides it. Screenshot: test-output/runs_qat.png.
+    void efficientQatLossCurves()
+    {
+        QS_REQUIRE_TESTDATA(modelPath, "models/stories260K-hf");
+        QS_REQUIRE_TESTDATA(textPath, "text/tinystories_sample.txt");
+        MainWindow w;
+        w.resize(1400, 1000);
+        w.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&w));
+        QSignalSpy opened(w.session(), &ModelSession::modelOpened);
+        w.openPath(modelPath);
+        QTRY_COMPARE_WITH_TIMEOUT(opened.size(), 1, 10000);
+        CalibrationDock *calib = w.calibrationDock();
+        calib->setCalibrationText(textPath);
+        calib->setCalibrationSize(8, 64);
+        calib->setEvaluationText(QString());
+
+        auto *planDock = w.findChild<PlanDock *>();
+        QVERIFY(planDock);
+        core::MethodConfig qat = core::MethodConfig::defaults("efficientqat");
+        qat.set("bits", int64_t(3));
+        qat.set("group_size", int64_t(32));
+        qat.set("block_ap_lr", 1e-3);
+        qat.set("e2e_lr", 1e-3);
+        const int applied = planDock->planModel()->applyRule(QStringLiteral("model.layers.*"), qat);
+        QCOMPARE(applied, 35);
+
+        RunsModel *runs = w.runsModel();
+        QSignalSpy finished(runs, &RunsModel::runFinished);
+        QSignalSpy losses(runs, &RunsModel::trainingLoss);
+        w.startQuantization();
+        QTRY_COMPARE_WITH_TIMEOUT(finished.size(), 1, 300000);
+        const auto run = runs->runs().at(0);
+        QVERIFY2(run->state == RunsModel::State::Done, qPrintable(run->error));
+        QVERIFY(losses.size() > 10); // live, step by step
+        int blockAp = 0, e2e = 0;
+        for (const core::TrainingLossEvent &e : run->losses)
+            (e.phase == "e2e_qp" ? e2e : blockAp) += 1;
+        QVERIFY(blockAp > 0);
+        QVERIFY(e2e > 0);
+        QTRY_VERIFY(w.runsView()->lossPlot()->isVisible());
+        QCOMPARE(w.runsView()->lossPlot()->curveCount(), 5 + 1); // stories260K has 5 blocks
+        QVERIFY2(w.runsView()->lossPlot()->caption().contains(QStringLiteral("Block-AP")),
+                 qPrintable(w.runsView()->lossPlot()->caption()));
+        w.plotTabs()->setCurrentWidget(w.runsView());
+        QTest::qWait(50);
+        QVERIFY(w.grab().save(qs::test::outputDir() + QStringLiteral("/runs_qat.png")));
     }
 };
 
