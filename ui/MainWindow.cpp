@@ -24,6 +24,7 @@
 #include "LayerView.h"
 #include "LayerCompareView.h"
 #include "LogDock.h"
+#include "ModelExport.h"
 #include "ModelDock.h"
 #include "ModelSession.h"
 #include "PlanDock.h"
@@ -247,9 +248,10 @@ void MainWindow::createMenus()
     m_saveProject->setToolTip(tr("Save the model reference, plan, statistics and runs as an HDF5 project"));
     m_saveProjectAs = file->addAction(tr("Save project &as\u2026"), this, [this] { saveProjectAs(); });
     m_saveProjectAs->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_S));
-    QAction *exportAction = file->addAction(tr("&Export\u2026"));
+    QAction *exportAction = file->addAction(tr("&Export\u2026"), this, &MainWindow::showExportDialog);
+    exportAction->setObjectName(QStringLiteral("exportAction"));
     exportAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_E));
-    exportAction->setEnabled(false);
+    exportAction->setToolTip(tr("Export the selected run (or the model) as GGUF, a GPTQ checkpoint or an HDF5 project"));
     // Reports compare runs (docs/reports.md); separate from model export above.
     QAction *exportReportAction = file->addAction(tr("Export &report\u2026"), this,
                                                   [this] { exportReport(this, m_runner, m_session, m_runs, m_settings); });
@@ -454,6 +456,37 @@ void MainWindow::startQuantization()
                              .arg(plan["default"].value("bits", 0));
     if (m_runs->startRun(plan, options, name) > 0)
         m_plotTabs->setCurrentWidget(m_runsView);
+}
+
+void MainWindow::showExportDialog()
+{
+    const auto model = m_session->model();
+    if (!model) {
+        statusBar()->showMessage(tr("Open a model first"), 5000);
+        return;
+    }
+    int runId = m_runsView->selectedRun();
+    const auto run = m_runs->run(runId);
+    if (!run || run->state != RunsModel::State::Done)
+        runId = 0;
+    const QString modelName = QFileInfo(QString::fromStdString(model->path)).completeBaseName();
+    const QString source = runId ? tr("%1 (quantized run of %2)").arg(run->name, modelName) : tr("%1 (as opened)").arg(modelName);
+    QString base = QFileInfo(QString::fromStdString(model->path)).absolutePath() + QLatin1Char('/') + modelName;
+    if (runId)
+        base += QStringLiteral("-run%1").arg(runId);
+    ModelExportDialog dialog(source, runId != 0, base, this);
+    if (dialog.exec() != QDialog::Accepted)
+        return;
+    exportModel(runId, dialog.request());
+}
+
+JobId MainWindow::exportModel(int runId, const ModelExportRequest &request)
+{
+    return startModelExport(m_runner, m_session, m_runs, runId, request, [this](int level, const QString &text) {
+        m_logDock->append(level == 0 ? LogLevel::Info : level == 1 ? LogLevel::Warning : LogLevel::Error, text);
+        if (level != 1)
+            statusBar()->showMessage(text, 8000);
+    });
 }
 
 void MainWindow::compareMethods(int tensorIndex)

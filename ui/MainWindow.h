@@ -5,6 +5,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "ModelExport.h"
+
 class QMenu;
 class QTabWidget;
 class QUndoStack;
@@ -44,6 +46,10 @@ public:
     void startQuantization();
     // Shows the Compare tab for a layer (model tensor index) and runs the comparison when the layer has
     // none yet.
+    // File › Export…: the dialog, then exportModel(). exportModel() starts the export job directly (tests):
+    // runId 0 exports the open model; returns the job id or 0.
+    void showExportDialog();
+    JobId exportModel(int runId, const ModelExportRequest &request);
     void compareMethods(int tensorIndex);
     LayerCompareView *compareView() const { return m_compareView; }
     RunsModel *runsModel() const { return m_runs; }

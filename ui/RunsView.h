@@ -29,6 +29,7 @@ public:
     TrainingLossPlot *lossPlot() const { return m_loss; }
     QTableView *table() const { return m_table; }
     void selectRun(int id);
+    int selectedRun() const { return m_selected; } // 0: none
     void setCompare(int idA, int idB);
 
 private:
