@@ -10,6 +10,8 @@
 #include <omp.h>
 
 #include "common/Error.h"
+#include "common/CancelOnlyProgress.h"
+#include "common/OmpScopes.h"
 #include "eval/TextSource.h"
 #include "model/Forward.h"
 #include "quant/Awq.h"
@@ -32,64 +34,6 @@ double secondsSince(Clock::time_point t0)
 {
     return std::chrono::duration<double>(Clock::now() - t0).count();
 }
-
-// The OpenMP thread settings of the pipeline (Pipeline.cpp: OmpThreadsScope, SmallWorkScope), so that
-// statistics and searches run with the same thread counts and give the same bits.
-class ThreadsScope
-{
-public:
-    explicit ThreadsScope(int threads)
-        : m_saved(omp_get_max_threads())
-    {
-        if (threads > 0)
-            omp_set_num_threads(threads);
-    }
-    ~ThreadsScope() { omp_set_num_threads(m_saved); }
-    ThreadsScope(const ThreadsScope &) = delete;
-    ThreadsScope &operator=(const ThreadsScope &) = delete;
-
-private:
-    int m_saved;
-};
-
-class SmallWork
-{
-public:
-    explicit SmallWork(double multiplyAdds, double threshold = double(1 << 24))
-        : m_saved(omp_get_max_threads())
-        , m_active(multiplyAdds < threshold && m_saved > 1)
-    {
-        if (m_active)
-            omp_set_num_threads(1);
-    }
-    ~SmallWork()
-    {
-        if (m_active)
-            omp_set_num_threads(m_saved);
-    }
-    SmallWork(const SmallWork &) = delete;
-    SmallWork &operator=(const SmallWork &) = delete;
-
-private:
-    int m_saved;
-    bool m_active;
-};
-
-// GPTQ and AWQ advance their own units; the comparison counts configurations. Relay cancellation only.
-class CancelOnly final : public Progress
-{
-public:
-    explicit CancelOnly(const Progress &p)
-        : m_p(p)
-    { }
-    void setTotal(double) override { }
-    void advance(double) override { }
-    void message(std::string_view) override { }
-    bool isCancelled() const override { return m_p.isCancelled(); }
-
-private:
-    const Progress &m_p;
-};
 
 const std::vector<TensorRole> &readersOf(LinearInput in)
 {
@@ -139,7 +83,7 @@ public:
                 + std::to_string(m_in.cols) + " columns");
         const Eigen::MatrixXd X = ConstMapF(x, n, cols).cast<double>();
         {
-            SmallWork small(0.5 * double(n) * double(cols) * double(cols));
+            SmallWorkScope small(0.5 * double(n) * double(cols) * double(cols));
             m_in.H.selfadjointView<Eigen::Lower>().rankUpdate(X.transpose());
         }
         for (int64_t t = 0; t < n; ++t) {
@@ -348,7 +292,7 @@ LayerCompareEntry quantizeLayerWithConfig(const Model &model, const LayerInputs 
     if (!layerCompareSupports(method))
         throw Error("layer compare: method '" + method + "' cannot be run on one layer (rtn, zeroquant, gptq, "
             "smoothquant, awq)");
-    CancelOnly cancel(progress);
+    CancelOnlyProgress cancel(progress);
     LayerCompareEntry e;
     e.config = config;
     e.label = methodConfigLabel(config);
@@ -414,7 +358,7 @@ LayerCompareEntry quantizeLayerWithConfig(const Model &model, const LayerInputs 
         }
         const ActivationView xv { inputs.cache.data(), inputs.cachedTokens(), cols };
         const std::vector<AwqLinear> linears = { { view, inputs.role, inputs.layer } };
-        SmallWork small(double(xv.tokens) * double(cols) * double(rows), double(1 << 28));
+        SmallWorkScope small(double(xv.tokens) * double(cols) * double(rows), double(1 << 28));
         AwqResult r = runAwq(xv, linears, ao, AwqModuleFn(), cancel, inputs.meanAbs);
         t = std::move(r.tensors.front());
         if (!canFold) {
@@ -443,7 +387,7 @@ LayerCompareEntry quantizeLayerWithConfig(const Model &model, const LayerInputs 
     const std::vector<float> effective = t.inputScales.empty() ? std::vector<float>() : t.effectiveWeights();
     const float *wq = t.inputScales.empty() ? t.dequantized.data() : effective.data();
     {
-        SmallWork small(2.0 * double(rows) * double(cols) * double(cols));
+        SmallWorkScope small(2.0 * double(rows) * double(cols) * double(cols));
         const LayerError le = layerError(W.data(), wq, rows, cols, &inputs.H);
         m.weightMse = le.weightMse;
         m.sqnrDb = le.sqnrDb;
@@ -481,7 +425,7 @@ LayerComparison compareLayerMethods(const std::shared_ptr<const Model> &model, c
     if (!tensor || !isBlockLinear(tensor->role) || tensor->block < 0)
         throw Error("layer compare: " + layer
             + " is not a block linear layer of the model (q/k/v/o_proj, gate/up/down_proj)");
-    ThreadsScope threads(options.threads);
+    OmpThreadsScope threads(options.threads);
 
     LayerComparison out;
     out.layer = layer;

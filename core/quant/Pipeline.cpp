@@ -16,6 +16,8 @@
 #include <omp.h>
 
 #include "common/Error.h"
+#include "common/CancelOnlyProgress.h"
+#include "common/OmpScopes.h"
 #include "common/Sha256.h"
 #include "common/Version.h"
 #include "eval/TextSource.h"
@@ -45,68 +47,6 @@ double secondsSince(Clock::time_point t0)
 {
     return std::chrono::duration<double>(Clock::now() - t0).count();
 }
-
-// Sets the calling thread's OpenMP thread count for the run (Eigen and the layer algorithms follow it).
-class OmpThreadsScope
-{
-public:
-    explicit OmpThreadsScope(int threads)
-        : m_saved(omp_get_max_threads())
-    {
-        if (threads > 0)
-            omp_set_num_threads(threads);
-    }
-    ~OmpThreadsScope() { omp_set_num_threads(m_saved); }
-    OmpThreadsScope(const OmpThreadsScope &) = delete;
-    OmpThreadsScope &operator=(const OmpThreadsScope &) = delete;
-
-private:
-    int m_saved;
-};
-
-// Runs small Eigen products on the calling thread: below a few million multiply-adds the OpenMP team's
-// spin synchronisation costs more than it saves, and much more on a loaded machine (measured: the AWQ
-// searches of a 260K-parameter model took 4x longer on 2 threads than on 1). Same threshold idea as
-// ForwardEngine's GEMMs.
-class SmallWorkScope
-{
-public:
-    explicit SmallWorkScope(double multiplyAdds, double threshold = double(1 << 24))
-        : m_saved(omp_get_max_threads())
-        , m_active(multiplyAdds < threshold && m_saved > 1)
-    {
-        if (m_active)
-            omp_set_num_threads(1);
-    }
-    ~SmallWorkScope()
-    {
-        if (m_active)
-            omp_set_num_threads(m_saved);
-    }
-    SmallWorkScope(const SmallWorkScope &) = delete;
-    SmallWorkScope &operator=(const SmallWorkScope &) = delete;
-
-private:
-    int m_saved;
-    bool m_active;
-};
-
-// Relays cancellation only: the layer algorithms advance their own units (α candidates, GPTQ column
-// blocks), which would disturb the pipeline's per-block totals.
-class CancelOnlyProgress final : public Progress
-{
-public:
-    explicit CancelOnlyProgress(const Progress &p)
-        : m_p(p)
-    { }
-    void setTotal(double) override { }
-    void advance(double) override { }
-    void message(std::string_view) override { }
-    bool isCancelled() const override { return m_p.isCancelled(); }
-
-private:
-    const Progress &m_p;
-};
 
 // Float rows held in memory (quantized weights as dequantized, folded norms).
 class FloatTensorData final : public TensorData

@@ -9,6 +9,7 @@
 #include <omp.h>
 
 #include "common/Error.h"
+#include "common/OmpScopes.h"
 
 namespace qs::core::train {
 
@@ -17,29 +18,6 @@ namespace {
 using MatF = Mat<float>;
 using VecF = Vec<float>;
 using ConstMapF = Eigen::Map<const MatF>;
-
-// Runs the training on one thread when its products are small (see the header on determinism).
-class SmallWorkScope
-{
-public:
-    explicit SmallWorkScope(double multiplyAdds)
-        : m_saved(omp_get_max_threads()), m_active(multiplyAdds < double(1 << 24) && m_saved > 1)
-    {
-        if (m_active)
-            omp_set_num_threads(1);
-    }
-    ~SmallWorkScope()
-    {
-        if (m_active)
-            omp_set_num_threads(m_saved);
-    }
-    SmallWorkScope(const SmallWorkScope &) = delete;
-    SmallWorkScope &operator=(const SmallWorkScope &) = delete;
-
-private:
-    int m_saved;
-    bool m_active;
-};
 
 // The per-epoch order of the samples: Fisher–Yates with mt19937_64 and plain modulo (std::shuffle's
 // algorithm is unspecified, this one is the same everywhere).
