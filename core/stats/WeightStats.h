@@ -25,10 +25,13 @@
 //   pass 1: count, min/max, mean and central moments M2..M4, NaN/Inf/zero counts, per-row and
 //           per-column absmax;
 //   pass 2: linear and symmetric-log histograms, outlier count and the top-N outlier positions.
-// Each pass is an OpenMP loop over row chunks (about StatsOptions::chunkElements values each); a thread
-// reads one chunk as float32 through Model::readRows into its own buffer, so memory stays bounded by
-// threads × chunk size plus the per-channel vectors, never a copy of the whole tensor. The tensor is
-// therefore decoded twice (mapped pages are usually still in the page cache for the second pass).
+// Each pass is an OpenMP loop over row chunks (about StatsOptions::chunkElements values each). Stored F32
+// tensors in canonical row order are read in place; any other tensor is read as float32 through
+// Model::readRows into the thread's own chunk buffer, so memory stays bounded by threads × chunk size plus
+// the per-channel vectors, never a copy of the whole tensor (such a tensor is decoded twice; mapped pages
+// are usually still in the page cache for the second pass). Chunks without NaN/Inf take vectorised loops
+// (omp simd); the symmetric-log bin of a big tensor's values comes from a table indexed by the top 16 bits
+// of the float, exact by the edge rule (see SymlogTable in the .cpp).
 //
 // Numerics: float path: within a chunk the moments are taken about the chunk's own mean in double (two
 // loops over the hot buffer, with the exact correction for the rounding of that mean); chunks are
@@ -56,6 +59,9 @@ struct StatsOptions
     double outlierSigma = 6.0; // k: an outlier has |x - mean| > k·σ
     int topOutliers = 32; // how many outlier positions to keep, largest |x - mean| first
     int64_t chunkElements = 1 << 16; // values per work chunk (rounded to whole rows); tests make it small
+    // Float path: tensors with at least this many values find their symmetric-log bin by table lookup
+    // (same bins, exact; the table costs about as much as 10^5 values binned without it). Tests set 0.
+    int64_t binTableMinElements = 1 << 18;
 
     static StatsOptions defaults() { return {}; }
 };

@@ -490,11 +490,67 @@ private slots:
             return;
         if (st != Storage::F32) // the code-count path: only the first rows were converted (the order check)
             QVERIFY(rowsRead(model->tensors[0]) <= 8);
+        if (st == Storage::F32) { // symmetric-log bins by table lookup: the same result, bit for bit
+            StatsOptions withTable = o;
+            withTable.binTableMinElements = 0;
+            NullProgress quiet;
+            compareStatsExactly(s, computeWeightStats(*model, model->tensors[0], withTable, quiet));
+        }
 
         // Progress covers both passes exactly once.
         QCOMPARE(progress.setTotalCalls(), 1);
         QCOMPARE(progress.total(), 2.0 * rows * cols);
         QCOMPARE(progress.done(), progress.total());
+    }
+
+    // The symmetric-log lookup table against the exact edge rule where it matters: values exactly on every
+    // edge and one float step either side, narrow bins (many table ranges span three or more bins), and
+    // both signs. Tables off and on must give the same histogram, which must match the reference.
+    void symlogTableOnEdges_data()
+    {
+        QTest::addColumn<int>("bins");
+        QTest::newRow("256 bins") << 256;
+        QTest::newRow("7 bins") << 7;
+        QTest::newRow("65536 bins (narrower than a table range)") << 65536;
+    }
+    void symlogTableOnEdges()
+    {
+        QFETCH(int, bins);
+        const std::vector<float> base = sampleValues(4096, 17, false);
+        const int64_t cols = 64;
+        StatsOptions o;
+        o.histogramBins = bins;
+        NullProgress progress;
+        // The edges depend on min, max and σ, and the values added change σ: repeat until the values put on
+        // the edges are those of the tensor they are in (a fixed point, reached in a few rounds).
+        std::vector<float> v = base, extra, previous;
+        int rounds = 0;
+        for (; rounds < 20; ++rounds) {
+            v = base;
+            v.insert(v.end(), extra.begin(), extra.end());
+            v.resize((v.size() + size_t(cols) - 1) / size_t(cols) * size_t(cols), 0.0f);
+            const auto m = makeModel({ makeTensor("t", int64_t(v.size()) / cols, cols, v) });
+            const WeightStats st = computeWeightStats(*m, m->tensors[0], o, progress);
+            previous = extra;
+            extra.clear();
+            for (const double e : histogramEdges(st.symlogHistogram)) {
+                const float f = float(e);
+                for (const float x : { std::nextafter(f, -INFINITY), f, std::nextafter(f, INFINITY) })
+                    if (x > float(st.min) && x < float(st.max) && extra.size() < 3000)
+                        extra.push_back(x);
+            }
+            if (extra == previous)
+                break;
+        }
+        QVERIFY2(rounds < 20, "the edge values did not settle");
+        const int64_t rows = int64_t(v.size()) / cols;
+        const auto model = makeModel({ makeTensor("t", rows, cols, v) });
+        o.binTableMinElements = int64_t(1) << 40; // off
+        const WeightStats exact = computeWeightStats(*model, model->tensors[0], o, progress);
+        o.binTableMinElements = 0; // on
+        const WeightStats table = computeWeightStats(*model, model->tensors[0], o, progress);
+        compareStatsExactly(exact, table);
+        verifyAgainstReference(table, v, rows, cols, o.outlierSigma, bins, o.topOutliers);
     }
 
     void sameResultForAnyThreadCount_data()
