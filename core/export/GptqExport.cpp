@@ -1,7 +1,6 @@
 #include "export/GptqExport.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -13,11 +12,11 @@
 #include <optional>
 #include <set>
 #include <sstream>
-#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include "common/AtomicFile.h"
+#include "common/AtomicFolder.h"
 #include "common/Error.h"
 #include "common/Half.h"
 #include "common/Version.h"
@@ -37,35 +36,6 @@ constexpr float kHalfMax = 65504.0f;
 // Files of a Hugging Face source folder carried over unchanged.
 const char *const kCopiedFiles[] = { "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
     "tokenizer.model", "added_tokens.json", "chat_template.jinja", "generation_config.json" };
-
-// Removes a temporary folder unless released (any exception, including Cancelled, cleans up).
-class TempDir
-{
-public:
-    TempDir(const fs::path &target, const std::string &out)
-    {
-        std::string tmpl = target.string() + ".tmp-XXXXXX";
-        std::vector<char> buf(tmpl.begin(), tmpl.end());
-        buf.push_back('\0');
-        if (!mkdtemp(buf.data()))
-            fail(out, std::string("cannot create a temporary folder beside it: ") + std::strerror(errno));
-        m_path = buf.data();
-    }
-    ~TempDir()
-    {
-        if (!m_path.empty()) {
-            std::error_code ec;
-            fs::remove_all(m_path, ec);
-        }
-    }
-    TempDir(const TempDir &) = delete;
-    TempDir &operator=(const TempDir &) = delete;
-    const std::string &path() const { return m_path; }
-    void release() { m_path.clear(); }
-
-private:
-    std::string m_path;
-};
 
 std::string listed(const std::vector<std::string> &names, size_t max = 4)
 {
@@ -579,7 +549,8 @@ ExportSummary exportGptq(const ExportSource &source, const GptqExportOptions &op
                                 "folder); no tokenizer files were copied");
 
     // Write everything into the temporary folder, then rename it into place.
-    TempDir tmp(target, out);
+    AtomicFolder folder(target.string(), out, "checkpoint", "folder");
+    const fs::path tmp(folder.tempPath());
     uint64_t total = 0;
     for (const SafetensorsTensorInfo &i : infos)
         total += i.byteSize();
@@ -588,7 +559,7 @@ ExportSummary exportGptq(const ExportSource &source, const GptqExportOptions &op
     {
         SafetensorsMetadata meta2;
         meta2["quantscope_gptq"] = "1";
-        SafetensorsStreamWriter writer((fs::path(tmp.path()) / kWeightsFile).string(), infos, meta2);
+        SafetensorsStreamWriter writer((tmp / kWeightsFile).string(), infos, meta2);
         for (const SafetensorsTensorInfo &i : writer.writeOrder()) {
             progress.throwIfCancelled();
             const std::vector<uint8_t> bytes = producers.at(i.name).bytes();
@@ -606,8 +577,8 @@ ExportSummary exportGptq(const ExportSource &source, const GptqExportOptions &op
                             "Hugging Face does: max |Δ| " + sci(maxFloatDelta)
         + (maxFloatDeltaTensor.empty() ? std::string() : " (" + maxFloatDeltaTensor + ")"));
 
-    writeFileAtomically((fs::path(tmp.path()) / "config.json").string(), config.dump(2) + "\n");
-    writeFileAtomically((fs::path(tmp.path()) / "quantize_config.json").string(), qc.dump(2) + "\n");
+    writeFileAtomically((tmp / "config.json").string(), config.dump(2) + "\n");
+    writeFileAtomically((tmp / "quantize_config.json").string(), qc.dump(2) + "\n");
     if (!hfFolder.empty()) {
         for (const char *name : kCopiedFiles) {
             progress.throwIfCancelled();
@@ -615,32 +586,14 @@ ExportSummary exportGptq(const ExportSource &source, const GptqExportOptions &op
             std::error_code ec;
             if (!fs::is_regular_file(from, ec))
                 continue;
-            fs::copy_file(from, fs::path(tmp.path()) / name, ec);
+            fs::copy_file(from, tmp / name, ec);
             if (ec)
                 fail(out, std::string("cannot copy ") + from.string() + ": " + ec.message());
         }
     }
     progress.throwIfCancelled();
 
-    // Into place. A previous export is moved aside first and removed once the new one is there.
-    std::error_code ec;
-    std::string aside;
-    if (fs::exists(target, ec)) {
-        aside = tmp.path() + ".old";
-        fs::rename(target, aside, ec);
-        if (ec)
-            fail(out, "cannot move the previous folder aside: " + ec.message());
-    }
-    fs::rename(tmp.path(), target, ec);
-    if (ec) {
-        std::error_code ec2;
-        if (!aside.empty())
-            fs::rename(aside, target, ec2);
-        fail(out, "cannot move the finished checkpoint into place: " + ec.message());
-    }
-    tmp.release();
-    if (!aside.empty())
-        fs::remove_all(aside, ec);
+    folder.commit();
 
     summary.bytes = pathBytes(target.string());
     summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

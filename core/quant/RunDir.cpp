@@ -1,7 +1,6 @@
 #include "quant/RunDir.h"
 
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -9,6 +8,7 @@
 #include <sstream>
 
 #include "common/AtomicFile.h"
+#include "common/AtomicFolder.h"
 #include "common/Error.h"
 #include "io/FormatRegistry.h"
 #include "io/Safetensors.h"
@@ -21,28 +21,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char *kFormatName = "quantscope-run";
-
-// Removes a temporary folder unless released (any exception, including Cancelled, cleans up).
-class TempDirGuard
-{
-public:
-    explicit TempDirGuard(std::string path)
-        : m_path(std::move(path))
-    { }
-    ~TempDirGuard()
-    {
-        if (!m_path.empty()) {
-            std::error_code ec;
-            fs::remove_all(m_path, ec);
-        }
-    }
-    void release() { m_path.clear(); }
-    TempDirGuard(const TempDirGuard &) = delete;
-    TempDirGuard &operator=(const TempDirGuard &) = delete;
-
-private:
-    std::string m_path;
-};
 
 GridId parseGrid(const std::string &name, const std::string &context)
 {
@@ -386,16 +364,8 @@ void checkRunDirTarget(const std::string &path)
 void writeRunDir(const QuantRun &run, const std::string &path, Progress &progress)
 {
     checkRunDirTarget(path);
-    const fs::path target = runTarget(path);
-    std::error_code ec;
-
-    std::string tmpl = target.string() + ".tmp-XXXXXX";
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back('\0');
-    if (!mkdtemp(buf.data()))
-        fail(path, std::string("cannot create a temporary folder beside it: ") + std::strerror(errno));
-    const std::string tmp(buf.data());
-    TempDirGuard guard(tmp);
+    AtomicFolder folder(runTarget(path).string(), path, "run");
+    const fs::path tmp(folder.tempPath());
 
     // Tensors: per quantized layer codes, scales, zeros, g_idx (and input scales), then modified floats.
     std::vector<SafetensorsTensorInfo> infos;
@@ -432,7 +402,7 @@ void writeRunDir(const QuantRun &run, const std::string &path, Progress &progres
             total += i.byteSize();
         progress.setTotal(double(total));
         progress.message("writing " + path);
-        SafetensorsStreamWriter writer((fs::path(tmp) / kRunTensorsFile).string(), infos, meta);
+        SafetensorsStreamWriter writer((tmp / kRunTensorsFile).string(), infos, meta);
         for (const SafetensorsTensorInfo &i : writer.writeOrder()) {
             progress.throwIfCancelled();
             const auto &[p, bytes] = data.at(i.name);
@@ -442,27 +412,10 @@ void writeRunDir(const QuantRun &run, const std::string &path, Progress &progres
         writer.finish();
     }
     progress.throwIfCancelled();
-    writeFileAtomically((fs::path(tmp) / kRunJsonFile).string(), runJson(run).dump(2) + "\n");
+    writeFileAtomically((tmp / kRunJsonFile).string(), runJson(run).dump(2) + "\n");
     progress.throwIfCancelled();
 
-    // Into place. An existing run is moved aside first and removed once the new one is there.
-    std::string aside;
-    if (fs::exists(target, ec)) {
-        aside = tmp + ".old";
-        fs::rename(target, aside, ec);
-        if (ec)
-            fail(path, "cannot move the previous run aside: " + ec.message());
-    }
-    fs::rename(tmp, target, ec);
-    if (ec) {
-        std::error_code ec2;
-        if (!aside.empty())
-            fs::rename(aside, target, ec2);
-        fail(path, "cannot move the finished run into place: " + ec.message());
-    }
-    guard.release();
-    if (!aside.empty())
-        fs::remove_all(aside, ec);
+    folder.commit();
 }
 
 RunDirContents readRunDir(const std::string &path)

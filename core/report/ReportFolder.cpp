@@ -1,6 +1,5 @@
 #include "report/ReportFolder.h"
 
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -10,9 +9,9 @@
 #include <map>
 #include <set>
 #include <sstream>
-#include <stdlib.h>
 
 #include "common/AtomicFile.h"
+#include "common/AtomicFolder.h"
 #include "common/Error.h"
 #include "common/Version.h"
 
@@ -304,25 +303,6 @@ bool isReportFolder(const fs::path &dir)
     }
 }
 
-class TempFolder
-{
-public:
-    explicit TempFolder(std::string path) : m_path(std::move(path)) { }
-    ~TempFolder()
-    {
-        if (!m_path.empty()) {
-            std::error_code ec;
-            fs::remove_all(m_path, ec);
-        }
-    }
-    TempFolder(const TempFolder &) = delete;
-    TempFolder &operator=(const TempFolder &) = delete;
-    void release() { m_path.clear(); }
-
-private:
-    std::string m_path;
-};
-
 } // namespace
 
 void checkReportTarget(const std::string &dir)
@@ -343,16 +323,9 @@ void checkReportTarget(const std::string &dir)
 void writeReportFolder(const std::string &dir, const std::vector<ReportFile> &files, Progress &progress)
 {
     checkReportTarget(dir);
-    const fs::path target = reportTarget(dir);
+    AtomicFolder folder(reportTarget(dir).string(), dir, "report");
+    const fs::path tmp(folder.tempPath());
     std::error_code ec;
-
-    std::string tmpl = target.string() + ".tmp-XXXXXX";
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back('\0');
-    if (!mkdtemp(buf.data()))
-        fail(dir, std::string("cannot create a temporary folder beside it: ") + std::strerror(errno));
-    const std::string tmp(buf.data());
-    TempFolder guard(tmp);
     // mkdtemp makes the folder private (0700); a report is an ordinary folder.
     fs::permissions(tmp, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read
             | fs::perms::others_exec, ec);
@@ -366,7 +339,7 @@ void writeReportFolder(const std::string &dir, const std::vector<ReportFile> &fi
         progress.throwIfCancelled();
         if (f.path.empty() || f.path.front() == '/' || f.path.find("..") != std::string::npos)
             fail(dir, "bad file name in report: '" + f.path + "'");
-        const fs::path path = fs::path(tmp) / f.path;
+        const fs::path path = tmp / f.path;
         fs::create_directories(path.parent_path(), ec);
         if (ec)
             fail(dir, "cannot create " + fs::path(f.path).parent_path().string() + "/: " + ec.message());
@@ -384,24 +357,7 @@ void writeReportFolder(const std::string &dir, const std::vector<ReportFile> &fi
     }
     progress.throwIfCancelled();
 
-    // Into place. A previous report is moved aside first and removed once the new one is there.
-    std::string aside;
-    if (fs::exists(target, ec)) {
-        aside = tmp + ".old";
-        fs::rename(target, aside, ec);
-        if (ec)
-            fail(dir, "cannot move the previous report aside: " + ec.message());
-    }
-    fs::rename(tmp, target, ec);
-    if (ec) {
-        std::error_code ec2;
-        if (!aside.empty())
-            fs::rename(aside, target, ec2);
-        fail(dir, "cannot move the finished report into place: " + ec.message());
-    }
-    guard.release();
-    if (!aside.empty())
-        fs::remove_all(aside, ec);
+    folder.commit();
 }
 
 } // namespace qs::core

@@ -10,6 +10,7 @@
 
 #include "common/AtomicFile.h"
 #include "common/Error.h"
+#include "common/H5Util.h"
 #include "common/Progress.h"
 #include "common/Version.h"
 
@@ -19,180 +20,21 @@ namespace {
 
 constexpr const char *kContent = "quantscope.activation_stats";
 
-// Owns one HDF5 identifier and closes it with the matching H5?close.
-class Handle
-{
-public:
-    Handle() = default;
-    Handle(hid_t id, herr_t (*close)(hid_t))
-        : m_id(id)
-        , m_close(close)
-    { }
-    ~Handle() { reset(); }
-    Handle(Handle &&o) noexcept
-        : m_id(o.m_id)
-        , m_close(o.m_close)
-    {
-        o.m_id = -1;
-    }
-    Handle &operator=(Handle &&o) noexcept
-    {
-        if (this != &o) {
-            reset();
-            m_id = o.m_id;
-            m_close = o.m_close;
-            o.m_id = -1;
-        }
-        return *this;
-    }
-    Handle(const Handle &) = delete;
-    Handle &operator=(const Handle &) = delete;
-
-    hid_t id() const { return m_id; }
-    // Closes now and reports whether the close succeeded (for the file, where it flushes).
-    bool close()
-    {
-        const bool ok = m_id < 0 || m_close(m_id) >= 0;
-        m_id = -1;
-        return ok;
-    }
-
-private:
-    void reset()
-    {
-        if (m_id >= 0)
-            m_close(m_id);
-        m_id = -1;
-    }
-
-    hid_t m_id = -1;
-    herr_t (*m_close)(hid_t) = nullptr;
-};
-
-// Silences HDF5's automatic error-stack printing for the lifetime of the object (per thread in the
-// thread-safe library), restoring whatever was installed before; our Error messages carry the detail.
-class QuietErrors
-{
-public:
-    QuietErrors()
-    {
-        H5Eget_auto2(H5E_DEFAULT, &m_func, &m_data);
-        H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-    }
-    ~QuietErrors() { H5Eset_auto2(H5E_DEFAULT, m_func, m_data); }
-    QuietErrors(const QuietErrors &) = delete;
-    QuietErrors &operator=(const QuietErrors &) = delete;
-
-private:
-    H5E_auto2_t m_func = nullptr;
-    void *m_data = nullptr;
-};
-
-// The most specific message on HDF5's error stack (then cleared), e.g. "unable to open file".
-std::string takeHdf5Message()
-{
-    std::string msg;
-    H5Ewalk2(
-        H5E_DEFAULT, H5E_WALK_UPWARD,
-        [](unsigned n, const H5E_error2_t *err, void *data) -> herr_t {
-            if (n == 0 && err && err->desc)
-                *static_cast<std::string *>(data) = err->desc;
-            return 0;
-        },
-        &msg);
-    H5Eclear2(H5E_DEFAULT);
-    return msg;
-}
-
-// Every HDF5 call goes through one of these so a failure names the file, the object and HDF5's reason.
-struct Ctx
-{
-    std::string path;
-
-    [[noreturn]] void failH5(const std::string &what) const
-    {
-        const std::string reason = takeHdf5Message();
-        fail(path, reason.empty() ? what : what + " (HDF5: " + reason + ")");
-    }
-    hid_t check(hid_t id, const std::string &what) const
-    {
-        if (id < 0)
-            failH5(what);
-        return id;
-    }
-    void ok(herr_t status, const std::string &what) const
-    {
-        if (status < 0)
-            failH5(what);
-    }
-    Handle group(hid_t loc, const std::string &name, bool create) const
-    {
-        const hid_t id = create ? H5Gcreate2(loc, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)
-                                : H5Gopen2(loc, name.c_str(), H5P_DEFAULT);
-        return Handle(check(id, (create ? "cannot create group " : "missing group ") + name), H5Gclose);
-    }
-};
-
-Handle stringType(const Ctx &ctx)
-{
-    Handle t(ctx.check(H5Tcopy(H5T_C_S1), "cannot create the string type"), H5Tclose);
-    ctx.ok(H5Tset_size(t.id(), H5T_VARIABLE), "cannot size the string type");
-    ctx.ok(H5Tset_cset(t.id(), H5T_CSET_UTF8), "cannot set UTF-8 on the string type");
-    ctx.ok(H5Tset_strpad(t.id(), H5T_STR_NULLTERM), "cannot set the string padding");
-    return t;
-}
-
-// h5py maps an int8 enum {FALSE = 0, TRUE = 1} to numpy bool (formats.md §6).
-Handle boolType(const Ctx &ctx)
-{
-    Handle t(ctx.check(H5Tenum_create(H5T_NATIVE_INT8), "cannot create the bool type"), H5Tclose);
-    int8_t v = 0;
-    ctx.ok(H5Tenum_insert(t.id(), "FALSE", &v), "cannot create the bool type");
-    v = 1;
-    ctx.ok(H5Tenum_insert(t.id(), "TRUE", &v), "cannot create the bool type");
-    return t;
-}
+using h5::boolType;
+using h5::childNames;
+using h5::Ctx;
+using h5::exists;
+using h5::Handle;
+using h5::openAttr;
+using h5::QuietErrors;
+using h5::readStringValue;
+using h5::stringType;
+using h5::takeHdf5Message;
+using h5::writeAttr;
+using h5::writeBoolAttr;
+using h5::writeStringDataset;
 
 // --- writing -------------------------------------------------------------------------------------------------
-
-void writeAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name, hid_t fileType, hid_t memType,
-    const void *value)
-{
-    Handle space(ctx.check(H5Screate(H5S_SCALAR), "cannot create a dataspace"), H5Sclose);
-    Handle attr(ctx.check(H5Acreate2(loc, name, fileType, space.id(), H5P_DEFAULT, H5P_DEFAULT),
-                    "cannot create attribute " + where + "@" + name),
-        H5Aclose);
-    ctx.ok(H5Awrite(attr.id(), memType, value), "cannot write attribute " + where + "@" + name);
-}
-
-void writeAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name, const std::string &value)
-{
-    Handle t = stringType(ctx);
-    const char *p = value.c_str();
-    writeAttr(ctx, loc, where, name, t.id(), t.id(), &p);
-}
-
-void writeAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name, int64_t value)
-{
-    writeAttr(ctx, loc, where, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value);
-}
-
-void writeAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name, uint64_t value)
-{
-    writeAttr(ctx, loc, where, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, &value);
-}
-
-void writeAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name, double value)
-{
-    writeAttr(ctx, loc, where, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value);
-}
-
-void writeBoolAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name, bool value)
-{
-    Handle t = boolType(ctx);
-    const int8_t v = value ? 1 : 0;
-    writeAttr(ctx, loc, where, name, t.id(), t.id(), &v);
-}
 
 void writeStringsAttr(
     const Ctx &ctx, hid_t loc, const std::string &where, const char *name, const std::vector<std::string> &values)
@@ -208,17 +50,6 @@ void writeStringsAttr(
         ptrs.push_back(s.c_str());
     if (!ptrs.empty())
         ctx.ok(H5Awrite(attr.id(), t.id(), ptrs.data()), "cannot write attribute " + where + "@" + name);
-}
-
-void writeStringDataset(const Ctx &ctx, hid_t loc, const std::string &where, const char *name, const std::string &text)
-{
-    Handle t = stringType(ctx);
-    Handle space(ctx.check(H5Screate(H5S_SCALAR), "cannot create a dataspace"), H5Sclose);
-    Handle ds(ctx.check(H5Dcreate2(loc, name, t.id(), space.id(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-                  "cannot create dataset " + where + "/" + name),
-        H5Dclose);
-    const char *p = text.c_str();
-    ctx.ok(H5Dwrite(ds.id(), t.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &p), "cannot write dataset " + where + "/" + name);
 }
 
 void writeVector(const Ctx &ctx, hid_t loc, const std::string &where, const char *name, hid_t fileType, hid_t memType,
@@ -305,42 +136,12 @@ std::string blockGroupName(int block)
 
 // --- reading -------------------------------------------------------------------------------------------------
 
-bool exists(hid_t loc, const char *name)
-{
-    return H5Lexists(loc, name, H5P_DEFAULT) > 0;
-}
-
 std::string readStringFrom(const Ctx &ctx, hid_t obj, bool isAttr, const std::string &what)
 {
     Handle ftype(ctx.check(isAttr ? H5Aget_type(obj) : H5Dget_type(obj), "cannot read the type of " + what), H5Tclose);
     if (H5Tget_class(ftype.id()) != H5T_STRING)
         fail(ctx.path, what + " is not a string");
-    const htri_t variable = H5Tis_variable_str(ftype.id());
-    if (variable > 0) {
-        Handle mtype = stringType(ctx);
-        char *buffer = nullptr;
-        ctx.ok(isAttr ? H5Aread(obj, mtype.id(), &buffer)
-                      : H5Dread(obj, mtype.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &buffer),
-            "cannot read " + what);
-        std::string s = buffer ? buffer : "";
-        H5free_memory(buffer);
-        return s;
-    }
-    // Fixed-length strings (written by other tools): read the bytes and stop at the first NUL.
-    const size_t size = H5Tget_size(ftype.id());
-    std::string s(size, '\0');
-    ctx.ok(
-        isAttr ? H5Aread(obj, ftype.id(), s.data()) : H5Dread(obj, ftype.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, s.data()),
-        "cannot read " + what);
-    s.resize(std::strlen(s.c_str()));
-    return s;
-}
-
-Handle openAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name)
-{
-    if (H5Aexists(loc, name) <= 0)
-        fail(ctx.path, where + ": missing attribute " + name);
-    return Handle(ctx.check(H5Aopen(loc, name, H5P_DEFAULT), "cannot open attribute " + where + "@" + name), H5Aclose);
+    return readStringValue(ctx, obj, ftype.id(), isAttr, what);
 }
 
 std::string readStringAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name)
@@ -467,23 +268,6 @@ InputActivationStats readInput(const Ctx &ctx, hid_t g, const std::string &where
     if (s.hasHessian && loadHessian)
         s.hessian = readHessianDataset(ctx, g, where, s.cols);
     return s;
-}
-
-std::vector<std::string> childNames(const Ctx &ctx, hid_t group, const std::string &where)
-{
-    H5G_info_t info {};
-    ctx.ok(H5Gget_info(group, &info), "cannot list " + where);
-    std::vector<std::string> names;
-    for (hsize_t i = 0; i < info.nlinks; ++i) {
-        const ssize_t len = H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
-        if (len < 0)
-            ctx.failH5("cannot list " + where);
-        std::string name(size_t(len) + 1, '\0');
-        H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size(), H5P_DEFAULT);
-        name.resize(size_t(len));
-        names.push_back(name);
-    }
-    return names;
 }
 
 Handle openFile(const Ctx &ctx)

@@ -18,6 +18,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "Stories260KRun.h"
 #include "TestData.h"
 #include "common/Error.h"
 #include "eval/Evaluate.h"
@@ -38,31 +39,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string errorText(const std::function<void()> &f)
-{
-    try {
-        f();
-    } catch (const Error &e) {
-        return e.what();
-    }
-    return {};
-}
-
-class CancelAfter final : public Progress
-{
-public:
-    explicit CancelAfter(double after)
-        : m_after(after)
-    { }
-    void setTotal(double) override { }
-    void advance(double a) override { m_done += a; }
-    void message(std::string_view) override { }
-    bool isCancelled() const override { return m_done >= m_after; }
-
-private:
-    double m_after;
-    double m_done = 0;
-};
+using qs::test::CancellingProgress;
+using qs::test::errorText;
 
 std::vector<std::string> leftovers(const fs::path &dir)
 {
@@ -127,9 +105,7 @@ private slots:
         m_hf = hf.toStdString();
         m_llama2c = l2c.toStdString();
         m_text = text.toStdString();
-        m_out = fs::path(qs::test::outputDir().toStdString()) / "tst_gguf_export";
-        fs::remove_all(m_out);
-        fs::create_directories(m_out);
+        m_out = qs::test::freshOutputDir("tst_gguf_export");
     }
 
     void plainF32IsByteIdentical()
@@ -339,15 +315,8 @@ private slots:
                       {"match": "model.layers.*.self_attn.o_proj", "method": "rtn", "bits": 8, "group_size": 32,
                        "grid": "gguf_q8_0"}],
             "skip": ["model.layers.*.mlp.down_proj"]})"));
-        PipelineOptions o;
-        o.calibrationText = m_text;
-        o.samples = 4;
-        o.seqLen = 64;
-        PipelineCallbacks cb;
-        NullProgress progress;
-        const QuantRun run = runQuantization(model, plan, o, cb, progress);
-        const std::string dir = (m_out / "run").string();
-        writeRunDir(run, dir, progress);
+        const QuantRun run = qs::test::quantize(model, plan, qs::test::calibrationOptions(m_text, 4, 64));
+        const std::string dir = qs::test::writeRun(run, m_out / "run").string();
 
         const std::string out = (m_out / "run.gguf").string();
         const ExportSummary s = exportTo(dir, out, "", "F32");
@@ -384,6 +353,7 @@ private slots:
         eo.ctx = 128;
         eo.maxChunks = 3;
         ForwardEngine e1(fromRun), e2(fromGguf);
+        NullProgress progress;
         const double p1 = evaluatePerplexity(e1, tokens, eo, progress).perplexity;
         const double p2 = evaluatePerplexity(e2, tokens, eo, progress).perplexity;
         qInfo("run perplexity %.6f, exported GGUF %.6f", p1, p2);
@@ -409,15 +379,8 @@ private slots:
                       {"match": "model.layers.*.self_attn.v_proj", "method": "rtn", "bits": 8, "group_size": -1},
                       {"match": "model.layers.*.self_attn.o_proj", "method": "rtn", "bits": 6, "group_size": 64},
                       {"match": "model.layers.*.self_attn.k_proj", "method": "rtn", "bits": 3, "group_size": 32}]})"));
-        PipelineOptions o;
-        o.calibrationText = m_text;
-        o.samples = 2;
-        o.seqLen = 32;
-        PipelineCallbacks cb;
-        NullProgress progress;
-        const QuantRun run = runQuantization(model, plan, o, cb, progress);
-        const std::string dir = (m_out / "run-rtn").string();
-        writeRunDir(run, dir, progress);
+        const QuantRun run = qs::test::quantize(model, plan, qs::test::calibrationOptions(m_text, 2, 32));
+        const std::string dir = qs::test::writeRun(run, m_out / "run-rtn").string();
         const ExportSummary s = exportTo(dir, (m_out / "run-rtn.gguf").string(), "");
         const std::map<std::string, std::string> expect = { { "blk.0.attn_q.weight", "Q4_0" },
             { "blk.0.attn_k.weight", "Q5_0" }, // 3 bits → Q4_K, 64 columns → Q5_0
@@ -439,7 +402,7 @@ private slots:
         const std::string out = (m_out / "cancelled.gguf").string();
         NullProgress p;
         const ExportSource s = openExportSource(m_gguf, p);
-        CancelAfter cancel(20000);
+        CancellingProgress cancel(20000);
         QVERIFY_THROWS_EXCEPTION(Cancelled, exportGguf(s, GgufExportOptions { "Q8_0" }, out, cancel));
         QVERIFY(!fs::exists(out));
         QVERIFY(leftovers(m_out).empty());

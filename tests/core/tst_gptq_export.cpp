@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
+#include "Stories260KRun.h"
 #include "TestData.h"
 #include "common/Error.h"
 #include "common/Half.h"
@@ -49,15 +50,8 @@ namespace {
 // perplexities differ slightly; measured differences are below 0.1 % (see the qInfo lines).
 constexpr double kPplRelTolerance = 0.005;
 
-std::string errorText(const std::function<void()> &f)
-{
-    try {
-        f();
-    } catch (const Error &e) {
-        return e.what();
-    }
-    return {};
-}
+using qs::test::CancellingProgress;
+using qs::test::errorText;
 
 std::string readText(const fs::path &p)
 {
@@ -72,28 +66,6 @@ void writeText(const fs::path &p, const std::string &text)
     std::ofstream out(p, std::ios::binary | std::ios::trunc);
     out << text;
 }
-
-class CancellingProgress final : public Progress
-{
-public:
-    explicit CancellingProgress(double after)
-        : m_after(after)
-    { }
-    void setTotal(double) override { }
-    void advance(double a) override
-    {
-        m_done += a;
-        if (m_done >= m_after)
-            m_cancelled = true;
-    }
-    void message(std::string_view) override { }
-    bool isCancelled() const override { return m_cancelled; }
-
-private:
-    double m_after;
-    double m_done = 0.0;
-    std::atomic<bool> m_cancelled { false };
-};
 
 // --- The independent decoder: formats.md §3.2 read literally, one bit at a time. ---------------------------
 
@@ -157,29 +129,15 @@ class TestGptqExport : public QObject
 
     PipelineOptions options() const
     {
-        PipelineOptions o;
-        o.calibrationText = m_text;
-        o.samples = 4; // small: about 20 pipeline runs under Debug+ASan
-        o.seqLen = 32;
+        // Small: about 20 pipeline runs under Debug+ASan.
+        PipelineOptions o = qs::test::calibrationOptions(m_text, 4, 32);
         o.cumulativeError = false;
         return o;
     }
 
-    QuantRun quantize(const std::string &planJson)
-    {
-        const Plan plan = Plan::fromJson(json::parse(planJson));
-        PipelineCallbacks cb;
-        NullProgress progress;
-        return runQuantization(m_model, plan, options(), cb, progress);
-    }
+    QuantRun quantize(const std::string &planJson) { return qs::test::quantize(m_model, planJson, options()); }
 
-    fs::path writeRun(const QuantRun &r, const std::string &name)
-    {
-        const fs::path dir = m_out / name;
-        NullProgress p;
-        writeRunDir(r, dir.string(), p);
-        return dir;
-    }
+    fs::path writeRun(const QuantRun &r, const std::string &name) { return qs::test::writeRun(r, m_out / name); }
 
     double perplexity(const std::shared_ptr<const Model> &m)
     {
@@ -198,9 +156,7 @@ private slots:
         QS_REQUIRE_TESTDATA(text, "text/tinystories_sample.txt");
         m_text = text.toStdString();
         m_model = openModel(dir.toStdString());
-        m_out = fs::path(qs::test::outputDir().toStdString()) / "tst_gptq_export";
-        fs::remove_all(m_out);
-        fs::create_directories(m_out);
+        m_out = qs::test::freshOutputDir("tst_gptq_export");
         NullProgress p;
         m_tokens = tokenizeTextFile(*m_model, m_text, p).tokens;
     }

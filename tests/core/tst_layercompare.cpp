@@ -8,6 +8,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "Stories260KRun.h"
 #include "TestData.h"
 #include "common/Error.h"
 #include "io/FormatRegistry.h"
@@ -20,29 +21,7 @@ using nlohmann::json;
 
 namespace {
 
-// Cancels itself once `after` units have been advanced.
-class CancellingProgress final : public Progress
-{
-public:
-    explicit CancellingProgress(double after)
-        : m_after(after)
-    { }
-    void setTotal(double) override { }
-    void advance(double a) override
-    {
-        m_done += a;
-        if (m_done >= m_after)
-            m_cancelled = true;
-    }
-    void message(std::string_view) override { }
-    bool isCancelled() const override { return m_cancelled; }
-    double done() const { return m_done; }
-
-private:
-    double m_after;
-    std::atomic<double> m_done { 0.0 };
-    std::atomic<bool> m_cancelled { false };
-};
+using qs::test::CancellingProgress;
 
 MethodConfig config(const char *method, int bits, int group, bool symmetric = false)
 {
@@ -84,11 +63,7 @@ class TestLayerCompare : public QObject
 
     PipelineOptions pipelineOptions() const
     {
-        PipelineOptions o;
-        o.calibrationText = m_text;
-        o.samples = 8;
-        o.seqLen = 64;
-        o.seed = 0;
+        PipelineOptions o = qs::test::calibrationOptions(m_text, 8, 64);
         o.cumulativeError = false;
         return o;
     }
@@ -103,9 +78,7 @@ class TestLayerCompare : public QObject
         for (char ch : layer)
             escaped += ch == '.' ? std::string("\\.") : std::string(1, ch);
         plan["skip"] = json::array({ "lm_head", "model.embed_tokens", "re:(?!" + escaped + "$).*" });
-        PipelineCallbacks cb;
-        NullProgress p;
-        return runQuantization(m_model, Plan::fromJson(plan), pipelineOptions(), cb, p);
+        return qs::test::quantize(m_model, Plan::fromJson(plan), pipelineOptions());
     }
 
 private slots:

@@ -5,7 +5,6 @@
 // Sizes are kept small for Debug+ASan runs: 8 calibration windows of 64 tokens from the TinyStories
 // sample, evaluation at ctx 128 on the first 4 chunks of the same text (in-domain; the numbers compare
 // quantizations, they are not a benchmark).
-#include <QDir>
 #include <QFile>
 #include <QTest>
 
@@ -16,8 +15,9 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
-#include "VectorTensorData.h"
+#include "Stories260KRun.h"
 #include "TestData.h"
+#include "VectorTensorData.h"
 #include "common/Error.h"
 #include "eval/Evaluate.h"
 #include "eval/TextSource.h"
@@ -32,39 +32,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string errorText(const std::function<void()> &f)
-{
-    try {
-        f();
-    } catch (const Error &e) {
-        return e.what();
-    }
-    return {};
-}
-
-// A progress that cancels itself once `after` units have been advanced (or on demand).
-class CancellingProgress final : public Progress
-{
-public:
-    explicit CancellingProgress(double after)
-        : m_after(after)
-    { }
-    void setTotal(double) override { }
-    void advance(double a) override
-    {
-        m_done += a;
-        if (m_done >= m_after)
-            m_cancelled = true;
-    }
-    void message(std::string_view) override { }
-    bool isCancelled() const override { return m_cancelled; }
-    void cancel() { m_cancelled = true; }
-
-private:
-    double m_after;
-    double m_done = 0.0;
-    std::atomic<bool> m_cancelled { false };
-};
+using qs::test::CancellingProgress;
+using qs::test::errorText;
 
 // In-memory float rows for hand-built model variants.
 using VecData = qs::test::VectorTensorData;
@@ -98,11 +67,7 @@ class TestPipeline : public QObject
 
     PipelineOptions options(bool evaluate, bool cumulative = false) const
     {
-        PipelineOptions o;
-        o.calibrationText = m_text;
-        o.samples = 8;
-        o.seqLen = 64;
-        o.seed = 0;
+        PipelineOptions o = qs::test::calibrationOptions(m_text, 8, 64);
         o.cumulativeError = cumulative;
         if (evaluate) {
             o.evalText = m_text;
@@ -112,12 +77,9 @@ class TestPipeline : public QObject
         return o;
     }
 
-    QuantRun quantize(const char *planJson, const PipelineOptions &o)
+    QuantRun quantize(const std::string &planJson, const PipelineOptions &o)
     {
-        const Plan plan = Plan::fromJson(json::parse(planJson));
-        PipelineCallbacks cb;
-        NullProgress progress;
-        return runQuantization(m_model, plan, o, cb, progress);
+        return qs::test::quantize(m_model, planJson, o);
     }
 
     static void report(const char *what, const QuantRun &r)
@@ -157,9 +119,7 @@ private slots:
         m_modelDir = dir.toStdString();
         m_text = text.toStdString();
         m_model = openModel(m_modelDir);
-        m_out = qs::test::outputDir() + "/tst_pipeline";
-        QDir(m_out).removeRecursively();
-        QVERIFY(QDir().mkpath(m_out));
+        m_out = QString::fromStdString(qs::test::freshOutputDir("tst_pipeline").string());
     }
 
     void rtn8IsWithinOnePercent()

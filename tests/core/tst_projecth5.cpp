@@ -2,7 +2,6 @@
 // checked with h5py, malformed files (truncated, wrong content, missing groups) rejected with errors that
 // name the file, cancellation and unwritable folders leaving nothing behind, and the export of a RUN_DIR
 // made by the pipeline on stories260K carrying exactly the run's codes.
-#include <QDir>
 #include <QFile>
 #include <QProcess>
 #include <QTest>
@@ -14,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
+#include "Stories260KRun.h"
 #include "TestData.h"
 #include "common/Error.h"
 #include "common/Progress.h"
@@ -32,37 +32,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class CancellingProgress final : public Progress
-{
-public:
-    explicit CancellingProgress(double after)
-        : m_after(after)
-    { }
-    void setTotal(double) override { }
-    void advance(double a) override
-    {
-        m_done += a;
-        if (m_done >= m_after)
-            m_cancelled = true;
-    }
-    void message(std::string_view) override { }
-    bool isCancelled() const override { return m_cancelled; }
-
-private:
-    double m_after;
-    std::atomic<double> m_done { 0.0 };
-    std::atomic<bool> m_cancelled { false };
-};
-
-std::string errorText(const std::function<void()> &f)
-{
-    try {
-        f();
-    } catch (const Error &e) {
-        return e.what();
-    }
-    return {};
-}
+using qs::test::CancellingProgress;
+using qs::test::errorText;
 
 int leftoverTemps(const std::string &path)
 {
@@ -323,17 +294,12 @@ private slots:
         m_modelDir = dir.toStdString();
         m_text = text.toStdString();
         m_model = openModel(m_modelDir);
-        m_out = (qs::test::outputDir() + QStringLiteral("/tst_projecth5")).toStdString();
-        QDir(QString::fromStdString(m_out)).removeRecursively();
-        QVERIFY(QDir().mkpath(QString::fromStdString(m_out)));
+        m_out = qs::test::freshOutputDir("tst_projecth5").string();
 
         // A run with every kind of result: RTN 4-bit g32, GPTQ on down_proj, SmoothQuant W8A8 on block 0's
         // q/k/v (input scales, folded norm, activation quantization), one layer skipped, evaluation and
         // cumulative error.
-        PipelineOptions o;
-        o.calibrationText = m_text;
-        o.samples = 4;
-        o.seqLen = 32;
+        PipelineOptions o = qs::test::calibrationOptions(m_text, 4, 32);
         o.evalText = m_text;
         o.eval.ctx = 64;
         o.eval.maxChunks = 2;
@@ -343,9 +309,7 @@ private slots:
             "rules": [{"match": "model.layers.*.mlp.down_proj", "method": "gptq", "bits": 4, "group_size": 32},
                       {"match": "re:model\\.layers\\.0\\.self_attn\\.[qkv]_proj", "method": "smoothquant"}],
             "skip": ["lm_head", "model.embed_tokens", "model.layers.4.mlp.up_proj"]})"));
-        PipelineCallbacks cb;
-        NullProgress progress;
-        m_run = runQuantization(m_model, plan, o, cb, progress);
+        m_run = qs::test::quantize(m_model, plan, o);
         QVERIFY(m_run.evaluation);
         QVERIFY(!m_run.modifiedTensors.empty());
         QVERIFY(!m_run.activationQuant.empty());
@@ -359,6 +323,7 @@ private slots:
         m_project.calibration.provenance = m_run.provenance.calibration;
         StatsOptions so;
         so.histogramBins = 64;
+        NullProgress progress;
         for (const Tensor &t : m_model->tensors)
             if (isLinearRole(t.role) || t.role == TensorRole::Norm)
                 m_project.weightStats.push_back(computeWeightStats(*m_model, t, so, progress));
