@@ -29,6 +29,7 @@ Q_SIGNALS:
 
 private:
     void updateHeader();
+    void fitColumns();
 
     ModelSession *m_session;
     ModelTreeModel *m_model;
