@@ -6,6 +6,7 @@
 
 #include "common/Error.h"
 #include "common/Half.h"
+#include "common/HalfRows.h"
 
 namespace qs::core {
 
@@ -172,62 +173,22 @@ void referenceRow(const uint8_t *src, float *dst, int64_t n)
 // Fast decoders: a block at a time with fixed trip counts, per-block constants hoisted, and the same
 // floating-point operations in the same order as the reference (so results are bit-identical).
 
-// Exact half -> float without branches on the value, so that it vectorises. The exponent and mantissa
-// are moved into float position and rebiased with integer adds; subnormal halves are built as
-// 2^-14 * (1 + m/1024) and 2^-14 is subtracted (exact), so no float denormal is ever touched (they are
-// slow on x86 and flushed under FTZ/DAZ).
-inline float halfToFloatBranchless(uint16_t h)
-{
-    const uint32_t sign = uint32_t(h & 0x8000u) << 16;
-    const uint32_t shifted = uint32_t(h & 0x7FFFu) << 13;
-    const uint32_t exponent = shifted & 0x0F800000u;
-    const uint32_t normal = shifted + (112u << 23);
-    const uint32_t infNan = shifted | 0x7F800000u; // payload kept
-    const uint32_t subnormal = std::bit_cast<uint32_t>(std::bit_cast<float>(shifted + (113u << 23)) - 0x1p-14f);
-    // Select with masks rather than ?: so that GCC at -O2 keeps the loop free of branches.
-    const uint32_t isInfNan = 0u - uint32_t(exponent == 0x0F800000u);
-    const uint32_t isSubnormal = 0u - uint32_t(exponent == 0);
-    const uint32_t bits = (normal & ~(isInfNan | isSubnormal)) | (infNan & isInfNan) | (subnormal & isSubnormal);
-    return std::bit_cast<float>(bits | sign);
-}
-
 void fastF32(const uint8_t *src, float *dst, int64_t n)
 {
     std::memcpy(dst, src, size_t(n) * 4);
 }
 
-// 16-bit types go through a small local array: it is aligned and cannot alias dst, so the conversion
-// loop has a fixed trip count and vectorises even at -O2.
-template <float (*Convert)(uint16_t)> void convert16(const uint8_t *src, float *dst, int64_t n)
-{
-    constexpr int64_t kChunk = 64;
-    uint16_t h[kChunk];
-    int64_t i = 0;
-    for (; i + kChunk <= n; i += kChunk) {
-        std::memcpy(h, src + 2 * i, sizeof h);
-        for (int64_t k = 0; k < kChunk; ++k)
-            dst[i + k] = Convert(h[k]);
-    }
-    for (; i < n; ++i)
-        dst[i] = Convert(loadU16(src + 2 * i));
-}
-
-float bf16Bits(uint16_t b)
-{
-    return std::bit_cast<float>(uint32_t(b) << 16);
-}
-
 void fastF16(const uint8_t *src, float *dst, int64_t n)
 {
-    convert16<halfToFloatBranchless>(src, dst, n);
+    halfRowToFloat(src, dst, n);
 }
 
 void fastBF16(const uint8_t *src, float *dst, int64_t n)
 {
-    convert16<bf16Bits>(src, dst, n);
+    bf16RowToFloat(src, dst, n);
 }
 
-// Each block is first copied into a local array, for the same reasons as in convert16.
+// Each block is first copied into a local array, for the same reasons as in convert16Row (HalfRows.h).
 
 void fastQ8_0(const uint8_t *src, float *dst, int64_t n)
 {

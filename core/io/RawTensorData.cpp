@@ -4,6 +4,7 @@
 
 #include "common/Error.h"
 #include "common/Half.h"
+#include "common/HalfRows.h"
 
 namespace qs::core {
 
@@ -40,18 +41,10 @@ void RawTensorData::convertRow(const uint8_t *src, float *dst) const
         std::memcpy(dst, src, size_t(m_cols) * 4);
         break;
     case DType::F16:
-        for (int64_t c = 0; c < m_cols; ++c) {
-            uint16_t h;
-            std::memcpy(&h, src + 2 * c, 2);
-            dst[c] = halfToFloat(h);
-        }
+        halfRowToFloat(src, dst, m_cols);
         break;
     case DType::BF16:
-        for (int64_t c = 0; c < m_cols; ++c) {
-            uint16_t b;
-            std::memcpy(&b, src + 2 * c, 2);
-            dst[c] = bf16ToFloat(b);
-        }
+        bf16RowToFloat(src, dst, m_cols);
         break;
     default:
         break; // rejected in the constructor
