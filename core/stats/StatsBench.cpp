@@ -1,13 +1,18 @@
 #include "stats/StatsBench.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <ctime>
 #include <map>
 #include <vector>
 
+#include <fcntl.h>
 #include <omp.h>
+#include <unistd.h>
+
+#include <filesystem>
 
 #include "io/FormatRegistry.h"
 #include "stats/ParallelChunks.h"
@@ -81,6 +86,65 @@ uint64_t rawRead(const std::vector<ByteChunk> &chunks, Progress &progress)
     }
     errors.rethrow();
     return total;
+}
+
+// The files the model was opened from: a file, or a folder's weight files.
+std::vector<std::string> modelFiles(const std::string &path)
+{
+    namespace fs = std::filesystem;
+    std::vector<std::string> files;
+    std::error_code ec;
+    if (!fs::is_directory(path, ec)) {
+        files.push_back(path);
+        return files;
+    }
+    for (const fs::directory_entry &e : fs::directory_iterator(path, ec))
+        if (e.is_regular_file(ec) && e.path().extension() == ".safetensors")
+            files.push_back(e.path().string());
+    std::sort(files.begin(), files.end());
+    return files;
+}
+
+struct FilePiece
+{
+    int fd;
+    uint64_t offset;
+    size_t bytes;
+};
+
+// pread(2) of every piece into the thread's buffer, summed like the raw read. Returns false when a file
+// cannot be read (the phase is then left out).
+bool fileRead(const std::vector<FilePiece> &pieces, size_t pieceBytes, uint64_t &checksum, Progress &progress)
+{
+    detail::ChunkErrors errors;
+    std::atomic<bool> ok { true };
+    uint64_t total = 0;
+    const int64_t n = int64_t(pieces.size());
+#pragma omp parallel reduction(+ : total)
+    {
+        std::vector<uint8_t> buffer(pieceBytes);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t i = 0; i < n; ++i) {
+            errors.run([&] {
+                progress.throwIfCancelled();
+                const FilePiece &p = pieces[size_t(i)];
+                size_t got = 0;
+                while (got < p.bytes) {
+                    const ssize_t r = ::pread(p.fd, buffer.data() + got, p.bytes - got, off_t(p.offset + got));
+                    if (r <= 0) {
+                        ok = false;
+                        return;
+                    }
+                    got += size_t(r);
+                }
+                total += sumWords(buffer.data(), p.bytes);
+                progress.advance(double(p.bytes));
+            });
+        }
+    }
+    errors.rethrow();
+    checksum ^= total;
+    return ok;
 }
 
 double decodeAll(const Model &model, const std::vector<const Tensor *> &tensors, Progress &progress)
@@ -166,6 +230,46 @@ StatsBenchResult benchStats(const std::string &modelPath, Progress &progress)
         r.readCpuSeconds = cpuSeconds() - cpuStart;
         r.readGBps = gbps(r.totalBytes, r.readSeconds);
         r.checksum ^= again;
+    }
+
+    // File read (context): the model's files through pread(2).
+    {
+        std::vector<int> fds;
+        std::vector<FilePiece> pieces;
+        constexpr size_t piece = size_t(4) << 20;
+        bool opened = true;
+        for (const std::string &f : modelFiles(modelPath)) {
+            const int fd = ::open(f.c_str(), O_RDONLY | O_CLOEXEC);
+            if (fd < 0) {
+                opened = false;
+                break;
+            }
+            fds.push_back(fd);
+            const off_t size = ::lseek(fd, 0, SEEK_END);
+            for (uint64_t off = 0; size > 0 && off < uint64_t(size); off += piece)
+                pieces.push_back({ fd, off, size_t(std::min<uint64_t>(piece, uint64_t(size) - off)) });
+            r.fileBytes += size > 0 ? uint64_t(size) : 0;
+        }
+        if (opened && !pieces.empty()) {
+            progress.message("Reading the files with pread (warm)");
+            progress.setTotal(double(r.fileBytes));
+            uint64_t sink = 0;
+            fileRead(pieces, piece, sink, progress); // warms the page cache for files not read yet
+            progress.setTotal(double(r.fileBytes));
+            const Clock::time_point start = Clock::now();
+            const double cpuStart = cpuSeconds();
+            const bool ok = fileRead(pieces, piece, sink, progress);
+            r.fileReadSeconds = secondsSince(start);
+            r.fileReadCpuSeconds = cpuSeconds() - cpuStart;
+            r.fileReadGBps = gbps(r.fileBytes, r.fileReadSeconds);
+            r.checksum ^= sink;
+            if (!ok)
+                r.fileBytes = 0;
+        } else {
+            r.fileBytes = 0;
+        }
+        for (const int fd : fds)
+            ::close(fd);
     }
 
     progress.message("Decoding to float32");

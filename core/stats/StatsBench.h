@@ -7,6 +7,9 @@
 //   2. raw read, first touch: sum every tensor's stored bytes as 64-bit words through
 //      TensorData::storedData() — includes page-in from disk when the file is not cached;
 //   3. raw read again, warm: the baseline the statistics compare with;
+//   3b. file read, warm: the model's files read with pread(2) into a 4 MiB buffer per thread and summed
+//      the same way (what a program that reads the file rather than mapping it pays: one copy out of the
+//      page cache). For context only; the goal stays relative to the raw read;
 //   4. decode: Model::readRows to float32 only, no statistics (what conversion alone costs);
 //   5. computeModelStats() with default options (see WeightStats.h: F16/BF16 tensors are counted from their
 //      stored codes, other dtypes decoded twice).
@@ -38,6 +41,11 @@ struct StatsBenchResult
     double readSeconds = 0.0; // warm
     double readGBps = 0.0;
     double readCpuSeconds = 0.0;
+
+    uint64_t fileBytes = 0; // bytes of the model's files (headers included); 0 when not measured
+    double fileReadSeconds = 0.0;
+    double fileReadGBps = 0.0;
+    double fileReadCpuSeconds = 0.0;
 
     double decodeSeconds = 0.0;
     double decodeGBps = 0.0;

@@ -43,6 +43,9 @@ private slots:
         QVERIFY(r.readGBps > 0.0 && r.firstReadGBps > 0.0);
         QVERIFY(r.decodeGBps > 0.0);
         QVERIFY(r.statsGBps > 0.0);
+        // The file read covers the whole file, header included.
+        QCOMPARE(r.fileBytes, uint64_t(std::filesystem::file_size(std::filesystem::path(out) / "model.safetensors")));
+        QVERIFY(r.fileReadGBps > 0.0 && r.fileReadSeconds > 0.0);
         // CPU time of a phase: never negative, at most every thread busy for the whole phase (with slack for
         // the clocks' resolution).
         for (const auto &[cpu, wall] : { std::pair { r.readCpuSeconds, r.readSeconds },
