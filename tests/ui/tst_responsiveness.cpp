@@ -140,6 +140,7 @@ private slots:
         QVERIFY2(stallUntilStats < kWorstStallMs, qPrintable(QStringLiteral("%1 ms").arg(stallUntilStats)));
         QVERIFY2(stallWhileBrowsing < kWorstStallMs, qPrintable(QStringLiteral("%1 ms").arg(stallWhileBrowsing)));
         QVERIFY(probe.ticks() > 0);
+        QVERIFY(w.grab().save(qs::test::outputDir() + QStringLiteral("/responsiveness.png")));
     }
 };
 
