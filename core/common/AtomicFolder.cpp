@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <sys/stat.h>
 #include <vector>
 
 #include "common/Error.h"
@@ -12,7 +13,21 @@ namespace qs::core {
 
 namespace fs = std::filesystem;
 
-AtomicFolder::AtomicFolder(std::string target, std::string errorName, std::string noun, std::string previousNoun)
+namespace {
+
+// The process umask. POSIX can only read it by setting it, so it is set to the most restrictive value for
+// the moment in between: a file another thread creates then is private rather than open to everyone.
+mode_t currentUmask()
+{
+    const mode_t mask = ::umask(0077);
+    ::umask(mask);
+    return mask;
+}
+
+} // namespace
+
+AtomicFolder::AtomicFolder(
+    std::string target, std::string errorName, std::string noun, std::string previousNoun, Access access)
     : m_target(std::move(target))
     , m_errorName(std::move(errorName))
     , m_noun(std::move(noun))
@@ -26,6 +41,12 @@ AtomicFolder::AtomicFolder(std::string target, std::string errorName, std::strin
         fail(m_errorName, std::string("cannot create a temporary folder beside it: ") + std::strerror(errno));
     }
     m_tempPath = buf.data();
+    if (access == Access::Normal && ::chmod(m_tempPath.c_str(), 0777 & ~currentUmask()) != 0) {
+        const int err = errno;
+        discard();
+        fail(m_errorName,
+            "cannot set the permissions of the temporary folder " + m_tempPath + ": " + std::strerror(err));
+    }
 }
 
 AtomicFolder::~AtomicFolder()

@@ -4,7 +4,9 @@
 // (house style, practice 6).
 //
 // The temporary is "<target>.tmp-XXXXXX" beside the target (rename is only atomic within one file
-// system), made by mkdtemp and so private (0700) until the caller changes it. commit() renames it onto
+// system), made by mkdtemp (private, 0700) and then given the permissions mkdir would give a new folder
+// (0777 & ~umask), so a finished run, checkpoint or report is as readable as any other folder the user
+// makes; Access::Private keeps it 0700. commit() renames it onto
 // the target; an existing target is first moved aside to "<temporary>.old", put back if the rename fails,
 // and removed once the new folder is in place. The destructor removes an uncommitted temporary, so an
 // exception (including Cancelled) thrown between construction and commit cleans up by itself. Whether
@@ -17,11 +19,19 @@ namespace qs::core {
 class AtomicFolder
 {
 public:
+    enum class Access {
+        Normal, // 0777 & ~umask, like mkdir
+        Private, // 0700 (mkdtemp's mode), for folders that must not be readable by others
+    };
+
     // errorName: what error messages start with (the path as the user gave it). noun: what the folder is
     // called in the rename errors ("run": "cannot move the finished run into place: ..."); previousNoun,
     // when not empty, names the folder being replaced instead ("cannot move the previous folder aside").
-    // Creates the temporary; throws Error("<errorName>: cannot create a temporary folder beside it: ...").
-    AtomicFolder(std::string target, std::string errorName, std::string noun, std::string previousNoun = {});
+    // access: the temporary's (and so the final folder's) permissions, set at once, before anything is
+    // written into it. Creates the temporary; throws Error("<errorName>: cannot create a temporary folder
+    // beside it: ...").
+    AtomicFolder(std::string target, std::string errorName, std::string noun, std::string previousNoun = {},
+        Access access = Access::Normal);
     ~AtomicFolder(); // discards unless committed
     AtomicFolder(const AtomicFolder &) = delete;
     AtomicFolder &operator=(const AtomicFolder &) = delete;

@@ -1,10 +1,95 @@
 #include "common/H5Util.h"
 
+#include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <limits>
 
 #include "common/Error.h"
 
 namespace qs::core::h5 {
+
+namespace {
+
+// The text of obj, whose file type the caller has checked to be a string and whose dataspace to hold one.
+std::string readStringValue(const Ctx &ctx, hid_t obj, hid_t fileType, bool isAttr, const std::string &what)
+{
+    if (H5Tis_variable_str(fileType) > 0) {
+        Handle mtype = stringType(ctx);
+        char *buffer = nullptr;
+        ctx.ok(isAttr ? H5Aread(obj, mtype.id(), &buffer)
+                      : H5Dread(obj, mtype.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &buffer),
+            "cannot read " + what);
+        std::string s = buffer ? buffer : "";
+        H5free_memory(buffer);
+        return s;
+    }
+    // Fixed-length: read the bytes (one spare NUL after them) and stop at the first NUL.
+    const size_t size = H5Tget_size(fileType);
+    if (size == 0)
+        ctx.failH5("cannot read the type of " + what);
+    std::string s(size + 1, '\0');
+    ctx.ok(isAttr ? H5Aread(obj, fileType, s.data()) : H5Dread(obj, fileType, H5S_ALL, H5S_ALL, H5P_DEFAULT, s.data()),
+        "cannot read " + what);
+    s.resize(std::strlen(s.c_str()));
+    return s;
+}
+
+std::string formatNumber(double v)
+{
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%.17g", v);
+    return buf;
+}
+
+// An attribute opened for a scalar read: checked to hold exactly one value, with its file type.
+struct ScalarAttr
+{
+    Handle attr;
+    Handle type;
+    H5T_class_t cls = H5T_NO_CLASS;
+    std::string what; // "<where>@<name>"
+};
+
+ScalarAttr openScalarAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name)
+{
+    ScalarAttr a;
+    a.what = where + "@" + name;
+    a.attr = openAttr(ctx, loc, where, name);
+    Handle space(ctx.check(H5Aget_space(a.attr.id()), "cannot read the shape of " + a.what), H5Sclose);
+    if (H5Sget_simple_extent_npoints(space.id()) != 1)
+        fail(ctx.path, a.what + " is not a single value");
+    a.type = Handle(ctx.check(H5Aget_type(a.attr.id()), "cannot read the type of " + a.what), H5Tclose);
+    a.cls = H5Tget_class(a.type.id());
+    return a;
+}
+
+template <class T>
+T readAs(const Ctx &ctx, const ScalarAttr &a, hid_t memType)
+{
+    T v {};
+    ctx.ok(H5Aread(a.attr.id(), memType, &v), "cannot read attribute " + a.what);
+    return v;
+}
+
+// A float attribute that must hold a whole number in [lo, hi) (bounds exact powers of two).
+double wholeNumber(const Ctx &ctx, const ScalarAttr &a, double lo, double hi)
+{
+    const double v = readAs<double>(ctx, a, H5T_NATIVE_DOUBLE);
+    if (!std::isfinite(v) || v != std::trunc(v))
+        fail(ctx.path, a.what + " is " + formatNumber(v) + ", expected a whole number");
+    if (v < lo || v >= hi)
+        fail(ctx.path, a.what + " is " + formatNumber(v) + ", out of range");
+    return v;
+}
+
+void requireInteger64(const Ctx &ctx, const ScalarAttr &a)
+{
+    if (H5Tget_size(a.type.id()) > 8)
+        fail(ctx.path, a.what + " is wider than 64 bits");
+}
+
+} // namespace
 
 std::string takeHdf5Message()
 {
@@ -121,27 +206,6 @@ void writeStringDataset(const Ctx &ctx, hid_t loc, const std::string &where, con
     ctx.ok(H5Dwrite(ds.id(), t.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &p), "cannot write dataset " + where + "/" + name);
 }
 
-std::string readStringValue(const Ctx &ctx, hid_t obj, hid_t fileType, bool isAttr, const std::string &what)
-{
-    if (H5Tis_variable_str(fileType) > 0) {
-        Handle mtype = stringType(ctx);
-        char *buffer = nullptr;
-        ctx.ok(isAttr ? H5Aread(obj, mtype.id(), &buffer)
-                      : H5Dread(obj, mtype.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &buffer),
-            "cannot read " + what);
-        std::string s = buffer ? buffer : "";
-        H5free_memory(buffer);
-        return s;
-    }
-    // Fixed-length: read the bytes (one spare NUL after them) and stop at the first NUL.
-    const size_t size = H5Tget_size(fileType);
-    std::string s(size + 1, '\0');
-    ctx.ok(isAttr ? H5Aread(obj, fileType, s.data()) : H5Dread(obj, fileType, H5S_ALL, H5S_ALL, H5P_DEFAULT, s.data()),
-        "cannot read " + what);
-    s.resize(std::strlen(s.c_str()));
-    return s;
-}
-
 Handle openAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name)
 {
     if (H5Aexists(loc, name) <= 0) {
@@ -149,6 +213,83 @@ Handle openAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char 
         fail(ctx.path, where + ": missing attribute " + name);
     }
     return Handle(ctx.check(H5Aopen(loc, name, H5P_DEFAULT), "cannot open attribute " + where + "@" + name), H5Aclose);
+}
+
+std::string readString(const Ctx &ctx, hid_t obj, bool isAttr, const std::string &what)
+{
+    Handle ftype(ctx.check(isAttr ? H5Aget_type(obj) : H5Dget_type(obj), "cannot read the type of " + what), H5Tclose);
+    if (H5Tget_class(ftype.id()) != H5T_STRING)
+        fail(ctx.path, what + " is not a string");
+    Handle space(
+        ctx.check(isAttr ? H5Aget_space(obj) : H5Dget_space(obj), "cannot read the shape of " + what), H5Sclose);
+    // Not simple_extent_ndims == 0: a null dataspace has no dimensions either, and no value.
+    if (H5Sget_simple_extent_type(space.id()) != H5S_SCALAR)
+        fail(ctx.path, what + " is not a single string");
+    return readStringValue(ctx, obj, ftype.id(), isAttr, what);
+}
+
+std::string readStringAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name)
+{
+    Handle a = openAttr(ctx, loc, where, name);
+    return readString(ctx, a.id(), true, where + "@" + name);
+}
+
+int64_t readInt64Attr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name)
+{
+    const ScalarAttr a = openScalarAttr(ctx, loc, where, name);
+    if (a.cls == H5T_INTEGER) {
+        requireInteger64(ctx, a);
+        if (H5Tget_sign(a.type.id()) == H5T_SGN_NONE && H5Tget_size(a.type.id()) == 8) {
+            const uint64_t v = readAs<uint64_t>(ctx, a, H5T_NATIVE_UINT64);
+            if (v > uint64_t(std::numeric_limits<int64_t>::max()))
+                fail(ctx.path, a.what + " is " + std::to_string(v) + ", out of range");
+            return int64_t(v);
+        }
+        return readAs<int64_t>(ctx, a, H5T_NATIVE_INT64);
+    }
+    if (a.cls == H5T_FLOAT)
+        return int64_t(wholeNumber(ctx, a, -0x1p63, 0x1p63));
+    fail(ctx.path, a.what + " is not a number");
+}
+
+uint64_t readUInt64Attr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name)
+{
+    const ScalarAttr a = openScalarAttr(ctx, loc, where, name);
+    if (a.cls == H5T_INTEGER) {
+        requireInteger64(ctx, a);
+        if (H5Tget_sign(a.type.id()) != H5T_SGN_NONE) {
+            const int64_t v = readAs<int64_t>(ctx, a, H5T_NATIVE_INT64);
+            if (v < 0)
+                fail(ctx.path, a.what + " is " + std::to_string(v) + ", expected a count (not negative)");
+            return uint64_t(v);
+        }
+        return readAs<uint64_t>(ctx, a, H5T_NATIVE_UINT64);
+    }
+    if (a.cls == H5T_FLOAT)
+        return uint64_t(wholeNumber(ctx, a, 0.0, 0x1p64));
+    fail(ctx.path, a.what + " is not a number");
+}
+
+double readDoubleAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name)
+{
+    const ScalarAttr a = openScalarAttr(ctx, loc, where, name);
+    if (a.cls != H5T_INTEGER && a.cls != H5T_FLOAT)
+        fail(ctx.path, a.what + " is not a number");
+    return readAs<double>(ctx, a, H5T_NATIVE_DOUBLE);
+}
+
+bool readBoolAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name)
+{
+    const ScalarAttr a = openScalarAttr(ctx, loc, where, name);
+    if (a.cls == H5T_ENUM) {
+        Handle t = boolType(ctx);
+        return readAs<int8_t>(ctx, a, t.id()) != 0;
+    }
+    if (a.cls == H5T_INTEGER) {
+        requireInteger64(ctx, a);
+        return readAs<int64_t>(ctx, a, H5T_NATIVE_INT64) != 0;
+    }
+    fail(ctx.path, a.what + " is not a bool");
 }
 
 std::vector<std::string> childNames(const Ctx &ctx, hid_t group, const std::string &where)

@@ -121,11 +121,24 @@ void writeStringDataset(const Ctx &ctx, hid_t loc, const std::string &where, con
 
 // --- reading --------------------------------------------------------------------------------------------------
 
-// The text of a string attribute (isAttr) or dataset obj whose file type, fileType, the caller has checked
-// to be a single string: variable-length UTF-8, or fixed-length (written by other tools) up to the first NUL.
-std::string readStringValue(const Ctx &ctx, hid_t obj, hid_t fileType, bool isAttr, const std::string &what);
+// The text of a string attribute (isAttr) or dataset obj; what names it in messages ("/x@name"). Error
+// unless it holds exactly one string (a scalar dataspace): variable-length UTF-8, or fixed-length (written
+// by other tools) up to the first NUL.
+std::string readString(const Ctx &ctx, hid_t obj, bool isAttr, const std::string &what);
 // Opens attribute loc@name; Error("<where>: missing attribute <name>") when there is none.
 Handle openAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name);
+// Strict scalar attributes: each throws Error("<file>: <where>@<name> ...") when the attribute is missing,
+// holds more than one value, or has the wrong type, instead of letting HDF5 convert (or overrun) quietly.
+std::string readStringAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name);
+// Integers, or floats that hold a whole number in range (a NaN or 2.5 where a count belongs is an error).
+int64_t readInt64Attr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name);
+// As readInt64Attr, and not negative.
+uint64_t readUInt64Attr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name);
+// Any integer or float (NaN and infinities pass: statistics may legitimately hold them).
+double readDoubleAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name);
+// h5py's bool enum (formats.md §6) or an integer (non-zero is true).
+bool readBoolAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name);
+
 // The names of a group's links, in name order.
 std::vector<std::string> childNames(const Ctx &ctx, hid_t group, const std::string &where);
 

@@ -17,13 +17,11 @@ namespace qs::core {
 
 namespace {
 
-using h5::boolType;
 using h5::childNames;
 using h5::Ctx;
 using h5::exists;
 using h5::Handle;
 using h5::QuietErrors;
-using h5::readStringValue;
 using h5::stringType;
 using h5::takeHdf5Message;
 
@@ -59,53 +57,25 @@ struct Reader
 {
     Ctx ctx;
 
-    Handle openAttr(hid_t loc, const std::string &where, const char *name) const
-    {
-        return h5::openAttr(ctx, loc, where, name);
-    }
     std::string stringFrom(hid_t obj, bool isAttr, const std::string &what) const
     {
-        Handle ftype(
-            ctx.check(isAttr ? H5Aget_type(obj) : H5Dget_type(obj), "cannot read the type of " + what), H5Tclose);
-        if (H5Tget_class(ftype.id()) != H5T_STRING)
-            fail(ctx.path, what + " is not a string");
-        Handle space(ctx.check(isAttr ? H5Aget_space(obj) : H5Dget_space(obj), "cannot read the shape of " + what),
-            H5Sclose);
-        if (H5Sget_simple_extent_ndims(space.id()) != 0)
-            fail(ctx.path, what + " is not a single string");
-        return readStringValue(ctx, obj, ftype.id(), isAttr, what);
+        return h5::readString(ctx, obj, isAttr, what);
     }
     std::string str(hid_t loc, const std::string &where, const char *name) const
     {
-        Handle a = openAttr(loc, where, name);
-        return stringFrom(a.id(), true, where + "@" + name);
-    }
-    template <class T>
-    T num(hid_t loc, const std::string &where, const char *name, hid_t memType) const
-    {
-        Handle a = openAttr(loc, where, name);
-        Handle space(ctx.check(H5Aget_space(a.id()), "cannot read the shape of " + where + "@" + name), H5Sclose);
-        if (H5Sget_simple_extent_npoints(space.id()) != 1)
-            fail(ctx.path, where + "@" + name + " is not a single value");
-        Handle ftype(ctx.check(H5Aget_type(a.id()), "cannot read the type of " + where + "@" + name), H5Tclose);
-        const H5T_class_t cls = H5Tget_class(ftype.id());
-        if (cls != H5T_INTEGER && cls != H5T_FLOAT)
-            fail(ctx.path, where + "@" + name + " is not a number");
-        T v {};
-        ctx.ok(H5Aread(a.id(), memType, &v), "cannot read attribute " + where + "@" + name);
-        return v;
+        return h5::readStringAttr(ctx, loc, where, name);
     }
     int64_t i64(hid_t loc, const std::string &where, const char *name) const
     {
-        return num<int64_t>(loc, where, name, H5T_NATIVE_INT64);
+        return h5::readInt64Attr(ctx, loc, where, name);
     }
     uint64_t u64(hid_t loc, const std::string &where, const char *name) const
     {
-        return num<uint64_t>(loc, where, name, H5T_NATIVE_UINT64);
+        return h5::readUInt64Attr(ctx, loc, where, name);
     }
     double f64(hid_t loc, const std::string &where, const char *name) const
     {
-        return num<double>(loc, where, name, H5T_NATIVE_DOUBLE);
+        return h5::readDoubleAttr(ctx, loc, where, name);
     }
     int i32(hid_t loc, const std::string &where, const char *name, int64_t lo, int64_t hi) const
     {
@@ -118,18 +88,7 @@ struct Reader
     }
     bool boolean(hid_t loc, const std::string &where, const char *name) const
     {
-        Handle a = openAttr(loc, where, name);
-        Handle ftype(ctx.check(H5Aget_type(a.id()), "cannot read the type of " + where + "@" + name), H5Tclose);
-        int8_t v = 0;
-        if (H5Tget_class(ftype.id()) == H5T_ENUM) {
-            Handle t = boolType(ctx);
-            ctx.ok(H5Aread(a.id(), t.id(), &v), "cannot read attribute " + where + "@" + name);
-        } else if (H5Tget_class(ftype.id()) == H5T_INTEGER) {
-            ctx.ok(H5Aread(a.id(), H5T_NATIVE_INT8, &v), "cannot read attribute " + where + "@" + name);
-        } else {
-            fail(ctx.path, where + "@" + name + " is not a bool");
-        }
-        return v != 0;
+        return h5::readBoolAttr(ctx, loc, where, name);
     }
 
     Handle openDataset(hid_t loc, const std::string &where, const std::string &name) const

@@ -326,7 +326,8 @@ void writeReportFolder(const std::string &dir, const std::vector<ReportFile> &fi
     AtomicFolder folder(reportTarget(dir).string(), dir, "report");
     const fs::path tmp(folder.tempPath());
     std::error_code ec;
-    // mkdtemp makes the folder private (0700); a report is an ordinary folder.
+    // AtomicFolder already gives it mkdir's permissions; a report is meant to be shared, so it has stayed
+    // 0755 whatever the umask.
     fs::permissions(tmp, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read
             | fs::perms::others_exec, ec);
 

@@ -20,14 +20,17 @@ namespace {
 
 constexpr const char *kContent = "quantscope.activation_stats";
 
-using h5::boolType;
 using h5::childNames;
 using h5::Ctx;
 using h5::exists;
 using h5::Handle;
-using h5::openAttr;
 using h5::QuietErrors;
-using h5::readStringValue;
+using h5::readBoolAttr;
+using h5::readDoubleAttr;
+using h5::readInt64Attr;
+using h5::readString;
+using h5::readStringAttr;
+using h5::readUInt64Attr;
 using h5::stringType;
 using h5::takeHdf5Message;
 using h5::writeAttr;
@@ -136,43 +139,6 @@ std::string blockGroupName(int block)
 
 // --- reading -------------------------------------------------------------------------------------------------
 
-std::string readStringFrom(const Ctx &ctx, hid_t obj, bool isAttr, const std::string &what)
-{
-    Handle ftype(ctx.check(isAttr ? H5Aget_type(obj) : H5Dget_type(obj), "cannot read the type of " + what), H5Tclose);
-    if (H5Tget_class(ftype.id()) != H5T_STRING)
-        fail(ctx.path, what + " is not a string");
-    return readStringValue(ctx, obj, ftype.id(), isAttr, what);
-}
-
-std::string readStringAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name)
-{
-    Handle a = openAttr(ctx, loc, where, name);
-    return readStringFrom(ctx, a.id(), true, where + "@" + name);
-}
-
-template <class T>
-T readNumberAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name, hid_t memType)
-{
-    Handle a = openAttr(ctx, loc, where, name);
-    T v {};
-    ctx.ok(H5Aread(a.id(), memType, &v), "cannot read attribute " + where + "@" + name);
-    return v;
-}
-
-bool readBoolAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name)
-{
-    Handle a = openAttr(ctx, loc, where, name);
-    Handle ftype(ctx.check(H5Aget_type(a.id()), "cannot read the type of " + where + "@" + name), H5Tclose);
-    int8_t v = 0;
-    if (H5Tget_class(ftype.id()) == H5T_ENUM) {
-        Handle t = boolType(ctx);
-        ctx.ok(H5Aread(a.id(), t.id(), &v), "cannot read attribute " + where + "@" + name);
-    } else {
-        ctx.ok(H5Aread(a.id(), H5T_NATIVE_INT8, &v), "cannot read attribute " + where + "@" + name);
-    }
-    return v != 0;
-}
-
 // Opens a dataset and checks its shape: rank 1 with expected elements (expected < 0: any length).
 Handle openVector(const Ctx &ctx, hid_t loc, const std::string &where, const char *name, int64_t expected, size_t &n)
 {
@@ -239,20 +205,20 @@ LinearInput parseInput(const Ctx &ctx, const std::string &where, const std::stri
 InputActivationStats readInput(const Ctx &ctx, hid_t g, const std::string &where, bool loadHessian)
 {
     InputActivationStats s;
-    s.block = int(readNumberAttr<int64_t>(ctx, g, where, "block", H5T_NATIVE_INT64));
+    s.block = int(readInt64Attr(ctx, g, where, "block"));
     s.input = parseInput(ctx, where, readStringAttr(ctx, g, where, "input"));
-    s.cols = readNumberAttr<int64_t>(ctx, g, where, "cols", H5T_NATIVE_INT64);
+    s.cols = readInt64Attr(ctx, g, where, "cols");
     if (s.cols <= 0)
         fail(ctx.path, where + "@cols is " + std::to_string(s.cols));
-    s.tokens = readNumberAttr<uint64_t>(ctx, g, where, "tokens", H5T_NATIVE_UINT64);
-    s.nonFiniteTokens = readNumberAttr<uint64_t>(ctx, g, where, "non_finite_tokens", H5T_NATIVE_UINT64);
-    s.min = readNumberAttr<double>(ctx, g, where, "min", H5T_NATIVE_DOUBLE);
-    s.max = readNumberAttr<double>(ctx, g, where, "max", H5T_NATIVE_DOUBLE);
-    s.absMax = readNumberAttr<double>(ctx, g, where, "absmax", H5T_NATIVE_DOUBLE);
-    s.histogramRange = readNumberAttr<double>(ctx, g, where, "histogram_range", H5T_NATIVE_DOUBLE);
-    s.outlierFactor = readNumberAttr<double>(ctx, g, where, "outlier_factor", H5T_NATIVE_DOUBLE);
-    s.outlierMedian = readNumberAttr<double>(ctx, g, where, "outlier_median", H5T_NATIVE_DOUBLE);
-    s.outlierThreshold = readNumberAttr<double>(ctx, g, where, "outlier_threshold", H5T_NATIVE_DOUBLE);
+    s.tokens = readUInt64Attr(ctx, g, where, "tokens");
+    s.nonFiniteTokens = readUInt64Attr(ctx, g, where, "non_finite_tokens");
+    s.min = readDoubleAttr(ctx, g, where, "min");
+    s.max = readDoubleAttr(ctx, g, where, "max");
+    s.absMax = readDoubleAttr(ctx, g, where, "absmax");
+    s.histogramRange = readDoubleAttr(ctx, g, where, "histogram_range");
+    s.outlierFactor = readDoubleAttr(ctx, g, where, "outlier_factor");
+    s.outlierMedian = readDoubleAttr(ctx, g, where, "outlier_median");
+    s.outlierThreshold = readDoubleAttr(ctx, g, where, "outlier_threshold");
     s.outlierShareExact = readBoolAttr(ctx, g, where, "outlier_share_exact");
     s.hasHessian = readBoolAttr(ctx, g, where, "has_hessian");
 
@@ -282,7 +248,7 @@ Handle openFile(const Ctx &ctx)
     }
     Handle file(ctx.check(H5Fopen(ctx.path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "cannot open"), H5Fclose);
     const std::string where = "/";
-    const int64_t version = readNumberAttr<int64_t>(ctx, file.id(), where, "format_version", H5T_NATIVE_INT64);
+    const int64_t version = readInt64Attr(ctx, file.id(), where, "format_version");
     if (version > kActivationStatsFormatVersion)
         fail(ctx.path,
             "was written by a newer QuantScope (format_version " + std::to_string(version) + "; this build reads up to "
@@ -383,7 +349,7 @@ ActivationStatsFile readActivationStatsH5(const std::string &path, bool loadHess
     const QuietErrors quiet;
     Handle file = openFile(ctx);
     ActivationStatsFile out;
-    out.formatVersion = int(readNumberAttr<int64_t>(ctx, file.id(), "/", "format_version", H5T_NATIVE_INT64));
+    out.formatVersion = int(readInt64Attr(ctx, file.id(), "/", "format_version"));
     out.createdBy = readStringAttr(ctx, file.id(), "/", "created_by");
     if (exists(file.id(), "calibration")) {
         Handle calib = ctx.group(file.id(), "calibration", false);
@@ -391,7 +357,7 @@ ActivationStatsFile readActivationStatsH5(const std::string &path, bool loadHess
             Handle ds(ctx.check(H5Dopen2(calib.id(), "provenance_json", H5P_DEFAULT),
                           "cannot open dataset /calibration/provenance_json"),
                 H5Dclose);
-            out.calibrationJson = readStringFrom(ctx, ds.id(), false, "/calibration/provenance_json");
+            out.calibrationJson = readString(ctx, ds.id(), false, "/calibration/provenance_json");
         }
     }
     if (!exists(file.id(), "activations"))
@@ -431,7 +397,7 @@ Eigen::MatrixXd readActivationHessian(const std::string &path, int block, Linear
     if (!exists(blockGroup.id(), linearInputName(input)))
         fail(path, "has no statistics for " + where);
     Handle g = ctx.group(blockGroup.id(), linearInputName(input), false);
-    const int64_t cols = readNumberAttr<int64_t>(ctx, g.id(), where, "cols", H5T_NATIVE_INT64);
+    const int64_t cols = readInt64Attr(ctx, g.id(), where, "cols");
     return readHessianDataset(ctx, g.id(), where, cols);
 }
 

@@ -153,6 +153,57 @@ for block in acts:
 print(json.dumps(out))
 )PY";
 
+// Edits a file with h5py to make it malformed in one specific way (argv[2]).
+const char *kPythonBreaker = R"PY(
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1], 'r+')
+what = sys.argv[2]
+g = f['activations/0/attn_in']
+def replace(obj, name, value, dtype=None):
+    del obj.attrs[name]
+    if dtype is None:
+        obj.attrs[name] = value
+    else:
+        obj.attrs.create(name, value, dtype=dtype)
+if what == 'string-array':
+    replace(f, 'created_by', ['QuantScope', 'twice', 'three times'])
+elif what == 'fixed-string-array':
+    replace(g, 'input', np.array([b'attn_in', b'mlp_in'], dtype='S7'))
+elif what == 'string-empty':
+    del g.attrs['input']
+    g.attrs.create('input', h5py.Empty(h5py.string_dtype()))
+elif what == 'string-is-number':
+    replace(g, 'input', 3)
+elif what == 'provenance-array':
+    del f['calibration/provenance_json']
+    f['calibration/provenance_json'] = ['{}', '{}']
+elif what == 'number-is-string':
+    replace(g, 'min', 'small')
+elif what == 'number-is-bool':
+    replace(g, 'absmax', True)
+elif what == 'number-array':
+    replace(g, 'cols', [24, 24])
+elif what == 'count-nan':
+    replace(g, 'tokens', float('nan'))
+elif what == 'count-fraction':
+    replace(g, 'cols', 23.5)
+elif what == 'count-negative':
+    replace(g, 'non_finite_tokens', -1)
+elif what == 'count-whole-float':
+    replace(g, 'tokens', float(g.attrs['tokens']))
+elif what == 'version-nan':
+    replace(f, 'format_version', float('nan'))
+elif what == 'bool-is-float':
+    replace(g, 'has_hessian', 1.0)
+elif what == 'bool-is-string':
+    replace(g, 'outlier_share_exact', 'yes')
+elif what == 'bool-array':
+    replace(g, 'outlier_share_exact', np.array([True, False, True]))
+elif what == 'bool-is-int':
+    replace(g, 'outlier_share_exact', np.int8(1 if g.attrs['outlier_share_exact'] else 0))
+f.close()
+)PY";
+
 bool pythonWithH5py()
 {
     if (!QFileInfo::exists(QStringLiteral("/usr/bin/python3")))
@@ -160,6 +211,30 @@ bool pythonWithH5py()
     QProcess p;
     p.start(QStringLiteral("/usr/bin/python3"), { QStringLiteral("-c"), QStringLiteral("import h5py") });
     return p.waitForFinished(60000) && p.exitStatus() == QProcess::NormalExit && p.exitCode() == 0;
+}
+
+// Runs kPythonBreaker on path; false (with stderr in err) when python fails.
+bool breakWithH5py(const std::string &path, const QString &breakage, QByteArray &err)
+{
+    QProcess p;
+    p.start(QStringLiteral("/usr/bin/python3"),
+        { QStringLiteral("-c"), QString::fromUtf8(kPythonBreaker), QString::fromStdString(path), breakage });
+    if (!p.waitForFinished(60000))
+        return false;
+    err = p.readAllStandardError();
+    return p.exitStatus() == QProcess::NormalExit && p.exitCode() == 0;
+}
+
+// The message of the Error that f throws; empty when it throws none (other exceptions propagate).
+template <class F>
+std::string errorText(F &&f)
+{
+    try {
+        f();
+    } catch (const Error &e) {
+        return e.what();
+    }
+    return {};
 }
 
 } // namespace
@@ -313,6 +388,61 @@ private slots:
         QCOMPARE(leftoverTemps(path), 0);
     }
 
+    // Attributes of the wrong shape or type are rejected with the file and the attribute named, instead of
+    // being converted quietly or read past the end of a one-value buffer.
+    void malformedAttributesNameWhatIsWrong_data()
+    {
+        QTest::addColumn<QString>("breakage");
+        QTest::addColumn<QString>("expected"); // empty: the file still reads
+        const auto row = [](const char *name, const char *expected) {
+            QTest::newRow(name) << QString::fromLatin1(name) << QString::fromLatin1(expected);
+        };
+        row("string-array", "/@created_by is not a single string");
+        row("fixed-string-array", "/activations/0/attn_in@input is not a single string");
+        row("string-empty", "/activations/0/attn_in@input is not a single string");
+        row("string-is-number", "/activations/0/attn_in@input is not a string");
+        row("provenance-array", "/calibration/provenance_json is not a single string");
+        row("number-is-string", "/activations/0/attn_in@min is not a number");
+        row("number-is-bool", "/activations/0/attn_in@absmax is not a number");
+        row("number-array", "/activations/0/attn_in@cols is not a single value");
+        row("count-nan", "/activations/0/attn_in@tokens is nan, expected a whole number");
+        row("count-fraction", "/activations/0/attn_in@cols is 23.5, expected a whole number");
+        row("count-negative", "/activations/0/attn_in@non_finite_tokens is -1, expected a count (not negative)");
+        row("version-nan", "/@format_version is nan, expected a whole number");
+        row("bool-is-float", "/activations/0/attn_in@has_hessian is not a bool");
+        row("bool-is-string", "/activations/0/attn_in@outlier_share_exact is not a bool");
+        row("bool-array", "/activations/0/attn_in@outlier_share_exact is not a single value");
+        // What other tools write for valid values still reads.
+        row("count-whole-float", "");
+        row("bool-is-int", "");
+    }
+
+    void malformedAttributesNameWhatIsWrong()
+    {
+        QFETCH(QString, breakage);
+        QFETCH(QString, expected);
+        if (!pythonWithH5py()) {
+            if (qs::test::inCi())
+                QFAIL("python3 with h5py is required in CI (Debian: python3-h5py)");
+            QSKIP("python3 with h5py not available");
+        }
+        const std::vector<InputActivationStats> stats = sampleStats();
+        const std::string path = outPath(("activations-broken-" + breakage.toStdString() + ".h5").c_str());
+        writeActivationStatsH5(path, stats, sampleCalibration());
+        QByteArray err;
+        QVERIFY2(breakWithH5py(path, breakage, err), err.constData());
+        const std::string e = errorText([&] { (void)readActivationStatsH5(path); });
+        if (expected.isEmpty()) {
+            QVERIFY2(e.empty(), e.c_str());
+            const ActivationStatsFile file = readActivationStatsH5(path);
+            QCOMPARE(file.inputs.size(), stats.size());
+            compareStats(file.inputs[0], stats[0], true);
+            return;
+        }
+        QVERIFY2(e.rfind(path + ": ", 0) == 0, e.c_str());
+        QVERIFY2(e.find(expected.toStdString()) != std::string::npos, e.c_str());
+    }
+
     void readErrorsNameThePath()
     {
         const std::string missing = outPath("no-such-activations.h5");
@@ -334,6 +464,20 @@ private slots:
         } catch (const Error &e) {
             QVERIFY2(std::string(e.what()).find("not an HDF5 file") != std::string::npos, e.what());
         }
+        // Truncated files (an interrupted copy): HDF5 notices, and the message still names the file.
+        const std::string whole = outPath("activations-whole.h5");
+        writeActivationStatsH5(whole, sampleStats(), sampleCalibration());
+        const uintmax_t size = fs::file_size(whole);
+        for (const uintmax_t keep : { uintmax_t(8), uintmax_t(600), size / 2, size - 1 }) {
+            const std::string cut = outPath("activations-truncated.h5");
+            fs::copy_file(whole, cut, fs::copy_options::overwrite_existing);
+            fs::resize_file(cut, keep);
+            const std::string e = errorText([&] { (void)readActivationStatsH5(cut); });
+            QVERIFY2(e.rfind(cut + ":", 0) == 0, (std::to_string(keep) + " bytes: " + e).c_str());
+            const std::string eh = errorText([&] { (void)readActivationHessian(cut, 0, LinearInput::AttnIn); });
+            QVERIFY2(eh.rfind(cut + ":", 0) == 0, (std::to_string(keep) + " bytes: " + eh).c_str());
+        }
+
         const std::string noFolder = outPath("no-such-folder/out.h5");
         QVERIFY_THROWS_EXCEPTION(Error, writeActivationStatsH5(noFolder, sampleStats(), sampleCalibration()));
     }

@@ -1,6 +1,7 @@
 // AtomicFolder (core/common): a folder is built beside its destination and renamed into place; success
 // leaves only the destination, a failure in the writer leaves no temporary and an existing destination
-// untouched, and an existing destination is replaced.
+// untouched, and an existing destination is replaced. The finished folder has mkdir's permissions
+// (0777 & ~umask) unless the caller asks for a private one.
 #include <QTest>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <sys/stat.h>
 
 #include "TestData.h"
 #include "common/AtomicFolder.h"
@@ -48,6 +50,37 @@ std::string readText(const fs::path &path)
     std::stringstream ss;
     ss << in.rdbuf();
     return ss.str();
+}
+
+// The permission bits of path (what ls -l shows).
+unsigned modeOf(const fs::path &path)
+{
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0)
+        return ~0u;
+    return unsigned(st.st_mode & 07777);
+}
+
+// Sets the process umask for one scope and puts the previous one back.
+class ScopedUmask
+{
+public:
+    explicit ScopedUmask(mode_t mask)
+        : m_previous(::umask(mask))
+    { }
+    ~ScopedUmask() { ::umask(m_previous); }
+    ScopedUmask(const ScopedUmask &) = delete;
+    ScopedUmask &operator=(const ScopedUmask &) = delete;
+
+private:
+    mode_t m_previous;
+};
+
+mode_t readUmask()
+{
+    const mode_t mask = ::umask(0077);
+    ::umask(mask);
+    return mask;
 }
 
 } // namespace
@@ -124,6 +157,56 @@ private slots:
         QCOMPARE(entries(dir), std::vector<std::string> { "out" }); // no temporary, no moved-aside ".old"
         QCOMPARE(entries(target), std::vector<std::string> { "a.txt" });
         QCOMPARE(readText(target / "a.txt"), std::string("new"));
+    }
+
+    void folderHasMkdirPermissions_data()
+    {
+        QTest::addColumn<unsigned>("mask");
+        QTest::newRow("022") << 0022u;
+        QTest::newRow("027") << 0027u;
+        QTest::newRow("002") << 0002u;
+        QTest::newRow("077") << 0077u;
+        QTest::newRow("000") << 0000u;
+    }
+
+    void folderHasMkdirPermissions()
+    {
+        QFETCH(unsigned, mask);
+        const fs::path dir = freshDir("mode");
+        const ScopedUmask umaskForTest(mode_t(mask & 0777));
+        // What a plain mkdir gives under this umask, for comparison.
+        fs::create_directory(dir / "plain");
+        const unsigned expected = 0777u & ~mask;
+        QCOMPARE(modeOf(dir / "plain"), expected);
+        {
+            AtomicFolder folder((dir / "out").string(), "out", "result");
+            QCOMPARE(readUmask(), mode_t(mask)); // reading the umask put it back
+            QCOMPARE(modeOf(folder.tempPath()), expected); // already while it is being written
+            writeText(fs::path(folder.tempPath()) / "a.txt", "new");
+            folder.commit();
+        }
+        QCOMPARE(modeOf(dir / "out"), expected);
+        // Replacing a folder gives the new one the same permissions, whatever the old one had.
+        fs::permissions(dir / "out", fs::perms::owner_all);
+        {
+            AtomicFolder folder((dir / "out").string(), "out", "result");
+            folder.commit();
+        }
+        QCOMPARE(modeOf(dir / "out"), expected);
+        QCOMPARE(entries(dir), (std::vector<std::string> { "out", "plain" }));
+    }
+
+    void privateFolderStaysPrivate()
+    {
+        const fs::path dir = freshDir("private");
+        const ScopedUmask umaskForTest(0022);
+        {
+            AtomicFolder folder((dir / "out").string(), "out", "result", {}, AtomicFolder::Access::Private);
+            QCOMPARE(modeOf(folder.tempPath()), 0700u);
+            folder.commit();
+        }
+        QCOMPARE(modeOf(dir / "out"), 0700u);
+        QCOMPARE(readUmask(), mode_t(0022));
     }
 
     void commitTwiceFails()

@@ -376,6 +376,10 @@ private slots:
         for (const ReportFile &f : files)
             QCOMPARE(readFile(dir / f.path), f.bytes);
         QVERIFY(leftovers(m_dir, "report").empty());
+        // A report is for sharing: 0755 whatever the umask (not mkdtemp's 0700).
+        QCOMPARE(fs::status(dir).permissions() & fs::perms::mask,
+            fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read
+                | fs::perms::others_exec);
 
         // A second report replaces the first one whole (no stale chart left).
         files.pop_back();
