@@ -23,6 +23,7 @@ JobListModel::JobListModel(JobRunner *runner, QObject *parent) : QAbstractTableM
         Entry e;
         e.id = id;
         e.title = title;
+        e.clock.start();
         m_entries.append(e);
         endInsertRows();
     });
@@ -39,6 +40,10 @@ JobListModel::JobListModel(JobRunner *runner, QObject *parent) : QAbstractTableM
             e.state = State::Finished;
             e.fraction = 1.0;
             e.eta = -1;
+            // The last progress message ("Statistics: <tensor>") is stale now; say how long it took.
+            const double seconds = double(e.clock.elapsed()) / 1000.0;
+            e.message = seconds < 1.0 ? tr("finished in %1 s").arg(seconds, 0, 'f', 1)
+                                      : tr("finished in %1").arg(formatDuration(seconds));
         });
     });
     connect(runner, &JobRunner::failed, this, [this](JobId id, const QString &err) {

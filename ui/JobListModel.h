@@ -3,6 +3,7 @@
 // (with their outcome) until cleared, so a failure remains readable after it happened.
 
 #include <QAbstractTableModel>
+#include <QElapsedTimer>
 #include <QVector>
 
 #include "JobRunner.h"
@@ -36,6 +37,7 @@ private:
         double fraction = 0.0;
         QString message;
         double eta = -1.0;
+        QElapsedTimer clock; // since the job started
     };
     int rowOf(JobId id) const;
     void update(JobId id, const std::function<void(Entry &)> &change);

@@ -244,6 +244,9 @@ private slots:
         QVERIFY(states.contains(QStringLiteral("done")));
         QVERIFY(states.contains(QStringLiteral("failed")));
         QVERIFY(messages.contains(QStringLiteral("x.gguf: bad magic")));
+        // A finished job says how long it took instead of its last progress message.
+        const int done = states.indexOf(QStringLiteral("done"));
+        QVERIFY2(messages[done].startsWith(QStringLiteral("finished in ")), qPrintable(messages[done]));
         model.clearEnded();
         QCOMPARE(model.rowCount(), 0);
     }
