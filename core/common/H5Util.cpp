@@ -1,5 +1,6 @@
 #include "common/H5Util.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -290,6 +291,68 @@ bool readBoolAttr(const Ctx &ctx, hid_t loc, const std::string &where, const cha
         return readAs<int64_t>(ctx, a, H5T_NATIVE_INT64) != 0;
     }
     fail(ctx.path, a.what + " is not a bool");
+}
+
+hsize_t checkedValueCount(const Ctx &ctx, const std::string &what, const std::vector<hsize_t> &dims, hsize_t maxValues)
+{
+    hsize_t total = 1;
+    std::string shape;
+    bool overflow = false;
+    for (hsize_t d : dims) {
+        shape += (shape.empty() ? "" : " x ") + std::to_string(d);
+        if (d != 0 && total > std::numeric_limits<hsize_t>::max() / d)
+            overflow = true;
+        else
+            total *= d;
+    }
+    // A zero dimension makes the product 0 even after an overflow elsewhere.
+    if (std::find(dims.begin(), dims.end(), hsize_t(0)) != dims.end())
+        return 0;
+    if (overflow || total > maxValues)
+        fail(ctx.path,
+            what + " is implausibly large (" + shape + " values; this reader accepts at most "
+                + std::to_string(maxValues) + ")");
+    return total;
+}
+
+std::string typeClassName(H5T_class_t cls)
+{
+    switch (cls) {
+    case H5T_INTEGER:
+        return "integer";
+    case H5T_FLOAT:
+        return "float";
+    case H5T_TIME:
+        return "time";
+    case H5T_STRING:
+        return "string";
+    case H5T_BITFIELD:
+        return "bitfield";
+    case H5T_OPAQUE:
+        return "opaque";
+    case H5T_COMPOUND:
+        return "compound";
+    case H5T_REFERENCE:
+        return "reference";
+    case H5T_ENUM:
+        return "enum (bool)";
+    case H5T_VLEN:
+        return "variable-length";
+    case H5T_ARRAY:
+        return "array";
+    default:
+        return "unknown-type";
+    }
+}
+
+void requireNumericDataset(
+    const Ctx &ctx, hid_t ds, const std::string &what, bool integersOnly, const std::string &expected)
+{
+    Handle type(ctx.check(H5Dget_type(ds), "cannot read the type of " + what), H5Tclose);
+    const H5T_class_t cls = H5Tget_class(type.id());
+    if (cls == H5T_INTEGER || (!integersOnly && cls == H5T_FLOAT))
+        return;
+    fail(ctx.path, what + " holds " + typeClassName(cls) + " values, expected " + expected);
 }
 
 std::vector<std::string> childNames(const Ctx &ctx, hid_t group, const std::string &where)

@@ -139,6 +139,20 @@ double readDoubleAttr(const Ctx &ctx, hid_t loc, const std::string &where, const
 // h5py's bool enum (formats.md §6) or an integer (non-zero is true).
 bool readBoolAttr(const Ctx &ctx, hid_t loc, const std::string &where, const char *name);
 
+// --- datasets ------------------------------------------------------------------------------------------------
+
+// The number of values in a dataspace of dims (1 for rank 0). Error("<file>: <what> is implausibly large
+// (...)") when it exceeds maxValues or overflows 64 bits, checked before anything is allocated for it: a
+// file can claim any shape without storing the data (an unallocated or compressed dataset).
+hsize_t checkedValueCount(const Ctx &ctx, const std::string &what, const std::vector<hsize_t> &dims, hsize_t maxValues);
+// The class of a type in words for messages ("integer", "float", "string", ...).
+std::string typeClassName(H5T_class_t cls);
+// Checks a dataset's element type before it is read: an integer type (integersOnly) or any integer or float
+// type, which HDF5 converts. Otherwise Error("<file>: <what> holds <class> values, expected <expected>"),
+// expected in the format's words ("float32", "uint64 counts").
+void requireNumericDataset(
+    const Ctx &ctx, hid_t ds, const std::string &what, bool integersOnly, const std::string &expected);
+
 // The names of a group's links, in name order.
 std::vector<std::string> childNames(const Ctx &ctx, hid_t group, const std::string &where);
 

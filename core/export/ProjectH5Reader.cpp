@@ -147,11 +147,7 @@ struct Reader
         if (cls != H5T_INTEGER && cls != H5T_FLOAT)
             fail(ctx.path, what + " is not numeric");
         const std::vector<hsize_t> dims = shape(ds.id(), what, expected);
-        hsize_t total = 1;
-        for (hsize_t d : dims)
-            total *= d;
-        if (total > (hsize_t(1) << 40))
-            fail(ctx.path, what + " is implausibly large");
+        const hsize_t total = h5::checkedValueCount(ctx, what, dims, hsize_t(1) << 40);
         std::vector<T> v(static_cast<size_t>(total));
         if (total > 0)
             ctx.ok(H5Dread(ds.id(), memType, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), "cannot read dataset " + what);

@@ -127,10 +127,10 @@ void channelBlock(const float *block, int64_t rows, int64_t cols, int64_t w, flo
 DoublingHistogram::DoublingHistogram(int bins)
     : m_bins(bins)
 {
-    if (bins < 4 || bins % 4 != 0)
+    if (bins < 4 || bins % 4 != 0 || bins > kMaxActivationHistogramBins)
         fail("",
-            "activation histogram: the number of bins must be a positive multiple of 4 (got " + std::to_string(bins)
-                + ")");
+            "activation histogram: the number of bins must be a positive multiple of 4 up to "
+                + std::to_string(kMaxActivationHistogramBins) + " (got " + std::to_string(bins) + ")");
     m_counts.assign(size_t(bins), 0);
 }
 

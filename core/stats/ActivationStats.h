@@ -102,9 +102,12 @@ private:
     std::vector<uint64_t> m_counts;
 };
 
+// The most histogram bins the collector takes and the statistics file reader accepts (128 MiB of counts).
+constexpr int kMaxActivationHistogramBins = 1 << 24;
+
 struct ActivationStatsOptions
 {
-    int histogramBins = 2048; // multiple of 4
+    int histogramBins = 2048; // multiple of 4, at most kMaxActivationHistogramBins
     double outlierFactor = 20.0; // k (see the header comment for the choice)
     std::vector<int> blocks; // blocks to observe (wantsBlock); empty: all; -1 is the lm_head input
     bool collectHessians = false;

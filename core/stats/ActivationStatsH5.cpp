@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstring>
 #include <hdf5.h>
+#include <limits>
+#include <new>
 #include <nlohmann/json.hpp>
 
 #include "common/AtomicFile.h"
@@ -19,6 +21,8 @@ namespace qs::core {
 namespace {
 
 constexpr const char *kContent = "quantscope.activation_stats";
+// Backstop for any one-dimensional dataset, above every length the attributes allow (cols, B + 1 edges).
+constexpr hsize_t kMaxVectorValues = hsize_t(1) << 25;
 
 using h5::childNames;
 using h5::Ctx;
@@ -139,56 +143,115 @@ std::string blockGroupName(int block)
 
 // --- reading -------------------------------------------------------------------------------------------------
 
-// Opens a dataset and checks its shape: rank 1 with expected elements (expected < 0: any length).
-Handle openVector(const Ctx &ctx, hid_t loc, const std::string &where, const char *name, int64_t expected, size_t &n)
+// Element types as the format states them (docs/hdf5-activation-stats.md), for checks and messages. Float
+// datasets accept any integer or float type (HDF5 converts); counts and channel indices must be integers.
+struct VectorSpec
 {
-    if (!exists(loc, name))
-        fail(ctx.path, where + ": missing dataset " + name);
-    Handle ds(ctx.check(H5Dopen2(loc, name, H5P_DEFAULT), "cannot open dataset " + where + "/" + name), H5Dclose);
-    Handle space(ctx.check(H5Dget_space(ds.id()), "cannot read the shape of " + where + "/" + name), H5Sclose);
+    const char *name;
+    bool integersOnly;
+    const char *expected;
+};
+constexpr VectorSpec kChannelAbsMax { "channel_absmax", false, "float32 numbers" };
+constexpr VectorSpec kChannelMeanAbs { "channel_mean_abs", false, "float64 numbers" };
+constexpr VectorSpec kChannelMeanSquare { "channel_mean_square", false, "float64 numbers" };
+constexpr VectorSpec kHistogramCounts { "histogram_counts", true, "uint64 counts" };
+constexpr VectorSpec kHistogramEdges { "histogram_edges", false, "float64 numbers" };
+constexpr VectorSpec kOutlierChannels { "outlier_channels", true, "int32 channel indices" };
+constexpr VectorSpec kOutlierTokenShare { "outlier_token_share", false, "float64 numbers" };
+
+// The length a rank-1 dataset must have: exactly `exact` when that is >= 0, else at most `max`.
+struct Length
+{
+    int64_t exact = -1;
+    int64_t max = 0;
+    const char *maxReason = ""; // why max: "the histogram limit", "cols"
+};
+
+// Opens a dataset and checks its type and shape (rank 1, the length as given) before anything is allocated.
+Handle openVector(const Ctx &ctx, hid_t loc, const std::string &where, const VectorSpec &spec, Length len, size_t &n)
+{
+    const std::string what = where + "/" + spec.name;
+    if (!exists(loc, spec.name))
+        fail(ctx.path, where + ": missing dataset " + spec.name);
+    Handle ds(ctx.check(H5Dopen2(loc, spec.name, H5P_DEFAULT), "cannot open dataset " + what), H5Dclose);
+    h5::requireNumericDataset(ctx, ds.id(), what, spec.integersOnly, spec.expected);
+    Handle space(ctx.check(H5Dget_space(ds.id()), "cannot read the shape of " + what), H5Sclose);
     hsize_t dims[2] = { 0, 0 };
     const int rank = H5Sget_simple_extent_ndims(space.id());
     if (rank != 1)
-        fail(ctx.path, where + "/" + name + " has " + std::to_string(rank) + " dimensions, expected 1");
+        fail(ctx.path, what + " has " + std::to_string(rank) + " dimensions, expected 1");
     H5Sget_simple_extent_dims(space.id(), dims, nullptr);
-    if (expected >= 0 && dims[0] != hsize_t(expected))
+    if (len.exact >= 0 && dims[0] != hsize_t(len.exact))
+        fail(ctx.path, what + " has " + std::to_string(dims[0]) + " values, expected " + std::to_string(len.exact));
+    if (len.exact < 0 && dims[0] > hsize_t(len.max))
         fail(ctx.path,
-            where + "/" + name + " has " + std::to_string(dims[0]) + " values, expected " + std::to_string(expected));
-    n = size_t(dims[0]);
+            what + " has " + std::to_string(dims[0]) + " values, more than " + len.maxReason + " ("
+                + std::to_string(len.max) + ")");
+    n = size_t(h5::checkedValueCount(ctx, what, { dims[0] }, kMaxVectorValues));
     return ds;
 }
 
 template <class T>
 std::vector<T> readVector(
-    const Ctx &ctx, hid_t loc, const std::string &where, const char *name, hid_t memType, int64_t expected)
+    const Ctx &ctx, hid_t loc, const std::string &where, const VectorSpec &spec, hid_t memType, Length len)
 {
     size_t n = 0;
-    Handle ds = openVector(ctx, loc, where, name, expected, n);
+    Handle ds = openVector(ctx, loc, where, spec, len, n);
     std::vector<T> v(n);
     if (n > 0)
         ctx.ok(H5Dread(ds.id(), memType, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()),
-            "cannot read dataset " + where + "/" + name);
+            "cannot read dataset " + where + "/" + spec.name);
     return v;
+}
+
+Length exactly(int64_t n)
+{
+    return { n, 0, "" };
+}
+
+// The group's cols attribute: the channel count every per-channel dataset and the Hessian follow.
+int64_t readCols(const Ctx &ctx, hid_t g, const std::string &where)
+{
+    const int64_t cols = readInt64Attr(ctx, g, where, "cols");
+    if (cols <= 0 || cols > kActivationStatsMaxCols)
+        fail(ctx.path,
+            where + "@cols is " + std::to_string(cols) + ", outside 1.." + std::to_string(kActivationStatsMaxCols));
+    return cols;
 }
 
 Eigen::MatrixXd readHessianDataset(const Ctx &ctx, hid_t group, const std::string &where, int64_t cols)
 {
+    const std::string what = where + "/hessian";
     if (!exists(group, "hessian"))
         fail(ctx.path, where + ": has no hessian");
-    Handle ds(
-        ctx.check(H5Dopen2(group, "hessian", H5P_DEFAULT), "cannot open dataset " + where + "/hessian"), H5Dclose);
-    Handle space(ctx.check(H5Dget_space(ds.id()), "cannot read the shape of " + where + "/hessian"), H5Sclose);
+    Handle ds(ctx.check(H5Dopen2(group, "hessian", H5P_DEFAULT), "cannot open dataset " + what), H5Dclose);
+    h5::requireNumericDataset(ctx, ds.id(), what, false, "float64 numbers");
+    Handle space(ctx.check(H5Dget_space(ds.id()), "cannot read the shape of " + what), H5Sclose);
     hsize_t dims[2] = { 0, 0 };
     if (H5Sget_simple_extent_ndims(space.id()) != 2)
-        fail(ctx.path, where + "/hessian is not a matrix");
+        fail(ctx.path, what + " is not a matrix");
     H5Sget_simple_extent_dims(space.id(), dims, nullptr);
     if (dims[0] != hsize_t(cols) || dims[1] != hsize_t(cols))
         fail(ctx.path,
-            where + "/hessian is " + std::to_string(dims[0]) + " x " + std::to_string(dims[1]) + ", expected "
+            what + " is " + std::to_string(dims[0]) + " x " + std::to_string(dims[1]) + ", expected "
                 + std::to_string(cols) + " x " + std::to_string(cols));
-    Eigen::MatrixXd h(cols, cols);
-    ctx.ok(H5Dread(ds.id(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, h.data()),
-        "cannot read dataset " + where + "/hessian");
+    // cols is bounded, but cols² doubles can still be far more than a file of that size holds: a dataset
+    // created with a shape and never written claims any size for free. A Hessian must be stored in full
+    // (compression aside), so one whose storage is not (fully) allocated is refused before allocating.
+    H5D_space_status_t status = H5D_SPACE_STATUS_ERROR;
+    ctx.ok(H5Dget_space_status(ds.id(), &status), "cannot read the storage of " + what);
+    if (status != H5D_SPACE_STATUS_ALLOCATED)
+        fail(ctx.path,
+            what + " holds no data (its " + std::to_string(cols) + " x " + std::to_string(cols)
+                + " values were never written)");
+    Eigen::MatrixXd h;
+    try {
+        h.resize(cols, cols);
+    } catch (const std::bad_alloc &) {
+        fail(ctx.path,
+            what + " (" + std::to_string(cols) + " x " + std::to_string(cols) + " float64) does not fit in memory");
+    }
+    ctx.ok(H5Dread(ds.id(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, h.data()), "cannot read dataset " + what);
     h.transposeInPlace(); // file rows are row-major; exact even for a matrix that is not symmetric
     return h;
 }
@@ -205,11 +268,14 @@ LinearInput parseInput(const Ctx &ctx, const std::string &where, const std::stri
 InputActivationStats readInput(const Ctx &ctx, hid_t g, const std::string &where, bool loadHessian)
 {
     InputActivationStats s;
-    s.block = int(readInt64Attr(ctx, g, where, "block"));
+    const int64_t block = readInt64Attr(ctx, g, where, "block");
+    if (block < -1 || block > std::numeric_limits<int>::max())
+        fail(ctx.path,
+            where + "@block is " + std::to_string(block) + ", outside -1.."
+                + std::to_string(std::numeric_limits<int>::max()) + " (-1 is the lm_head input)");
+    s.block = int(block);
     s.input = parseInput(ctx, where, readStringAttr(ctx, g, where, "input"));
-    s.cols = readInt64Attr(ctx, g, where, "cols");
-    if (s.cols <= 0)
-        fail(ctx.path, where + "@cols is " + std::to_string(s.cols));
+    s.cols = readCols(ctx, g, where);
     s.tokens = readUInt64Attr(ctx, g, where, "tokens");
     s.nonFiniteTokens = readUInt64Attr(ctx, g, where, "non_finite_tokens");
     s.min = readDoubleAttr(ctx, g, where, "min");
@@ -222,15 +288,25 @@ InputActivationStats readInput(const Ctx &ctx, hid_t g, const std::string &where
     s.outlierShareExact = readBoolAttr(ctx, g, where, "outlier_share_exact");
     s.hasHessian = readBoolAttr(ctx, g, where, "has_hessian");
 
-    s.channelAbsMax = readVector<float>(ctx, g, where, "channel_absmax", H5T_NATIVE_FLOAT, s.cols);
-    s.channelMeanAbs = readVector<double>(ctx, g, where, "channel_mean_abs", H5T_NATIVE_DOUBLE, s.cols);
-    s.channelMeanSquare = readVector<double>(ctx, g, where, "channel_mean_square", H5T_NATIVE_DOUBLE, s.cols);
-    s.histogramCounts = readVector<uint64_t>(ctx, g, where, "histogram_counts", H5T_NATIVE_UINT64, -1);
+    s.channelAbsMax = readVector<float>(ctx, g, where, kChannelAbsMax, H5T_NATIVE_FLOAT, exactly(s.cols));
+    s.channelMeanAbs = readVector<double>(ctx, g, where, kChannelMeanAbs, H5T_NATIVE_DOUBLE, exactly(s.cols));
+    s.channelMeanSquare = readVector<double>(ctx, g, where, kChannelMeanSquare, H5T_NATIVE_DOUBLE, exactly(s.cols));
+    // The bin count B has no attribute of its own; the collector's limit bounds it.
+    s.histogramCounts = readVector<uint64_t>(ctx, g, where, kHistogramCounts, H5T_NATIVE_UINT64,
+        { -1, kMaxActivationHistogramBins, "the histogram bin limit" });
     // The edges follow from the range and the bin count; checking their count catches a truncated file.
-    readVector<double>(ctx, g, where, "histogram_edges", H5T_NATIVE_DOUBLE, int64_t(s.histogramCounts.size()) + 1);
-    s.outlierChannels = readVector<int>(ctx, g, where, "outlier_channels", H5T_NATIVE_INT, -1);
+    readVector<double>(
+        ctx, g, where, kHistogramEdges, H5T_NATIVE_DOUBLE, exactly(int64_t(s.histogramCounts.size()) + 1));
+    // Distinct channel indices, so at most cols of them, each in [0, cols). (HDF5 clips a wider integer type
+    // to int32 on reading, and a clipped value lands outside that range.)
+    s.outlierChannels = readVector<int>(ctx, g, where, kOutlierChannels, H5T_NATIVE_INT, { -1, s.cols, "cols" });
+    for (size_t i = 0; i < s.outlierChannels.size(); ++i)
+        if (s.outlierChannels[i] < 0 || s.outlierChannels[i] >= s.cols)
+            fail(ctx.path,
+                where + "/outlier_channels[" + std::to_string(i) + "] is " + std::to_string(s.outlierChannels[i])
+                    + ", not a channel of 0.." + std::to_string(s.cols - 1));
     s.outlierTokenShare = readVector<double>(
-        ctx, g, where, "outlier_token_share", H5T_NATIVE_DOUBLE, int64_t(s.outlierChannels.size()));
+        ctx, g, where, kOutlierTokenShare, H5T_NATIVE_DOUBLE, exactly(int64_t(s.outlierChannels.size())));
     if (s.hasHessian && loadHessian)
         s.hessian = readHessianDataset(ctx, g, where, s.cols);
     return s;
@@ -249,6 +325,8 @@ Handle openFile(const Ctx &ctx)
     Handle file(ctx.check(H5Fopen(ctx.path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "cannot open"), H5Fclose);
     const std::string where = "/";
     const int64_t version = readInt64Attr(ctx, file.id(), where, "format_version");
+    if (version < 1)
+        fail(ctx.path, "/@format_version is " + std::to_string(version) + ", not a format version");
     if (version > kActivationStatsFormatVersion)
         fail(ctx.path,
             "was written by a newer QuantScope (format_version " + std::to_string(version) + "; this build reads up to "
@@ -397,7 +475,7 @@ Eigen::MatrixXd readActivationHessian(const std::string &path, int block, Linear
     if (!exists(blockGroup.id(), linearInputName(input)))
         fail(path, "has no statistics for " + where);
     Handle g = ctx.group(blockGroup.id(), linearInputName(input), false);
-    const int64_t cols = readInt64Attr(ctx, g.id(), where, "cols");
+    const int64_t cols = readCols(ctx, g.id(), where);
     return readHessianDataset(ctx, g.id(), where, cols);
 }
 

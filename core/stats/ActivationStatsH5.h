@@ -14,6 +14,7 @@
 // Error("<path>: ...") is thrown. HDF5's own error printing is silenced for the duration of a call; its
 // innermost message is appended to ours instead.
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,9 @@ namespace qs::core {
 class Progress;
 
 constexpr int kActivationStatsFormatVersion = 1;
+// Reader limit on an input's cols (far above any model's width); with it and the histogram's bin limit
+// (kMaxActivationHistogramBins) a malformed file cannot make the reader allocate more than those bound.
+constexpr int64_t kActivationStatsMaxCols = int64_t(1) << 24;
 
 struct ActivationStatsFile
 {
@@ -43,7 +47,8 @@ void writeActivationStatsH5(const std::string &path, const std::vector<InputActi
 
 // Reads a file written by writeActivationStatsH5. Hessians are large: with loadHessians false they are
 // skipped (hasHessian still tells which inputs have one; readActivationHessian loads one on demand).
-// Throws Error("<path>: ...") for a missing file, a newer format_version, or a missing or misshapen dataset.
+// Throws Error("<path>: ...") for a missing file, a newer format_version, a missing or misshapen dataset, or
+// values outside what the format allows (block, cols, channel indices, sizes beyond the limits above).
 ActivationStatsFile readActivationStatsH5(const std::string &path, bool loadHessians = true);
 
 // One Hessian (cols × cols). Throws Error naming the path when that input has none.

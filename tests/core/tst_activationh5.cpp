@@ -201,6 +201,67 @@ elif what == 'bool-array':
     replace(g, 'outlier_share_exact', np.array([True, False, True]))
 elif what == 'bool-is-int':
     replace(g, 'outlier_share_exact', np.int8(1 if g.attrs['outlier_share_exact'] else 0))
+# Datasets that claim a huge shape without storing it (HDF5 allocates on first write, so the file stays small).
+elif what == 'histogram-huge':
+    del g['histogram_counts']
+    g.create_dataset('histogram_counts', shape=(2**40,), dtype='u8', chunks=(4096,))
+elif what == 'outliers-huge':
+    del g['outlier_channels']
+    g.create_dataset('outlier_channels', shape=(2**40,), dtype='i4', chunks=(4096,))
+elif what == 'cols-huge':
+    cols = 2**40
+    replace(g, 'cols', np.int64(cols))
+    for name, dtype in (('channel_absmax', 'f4'), ('channel_mean_abs', 'f8'), ('channel_mean_square', 'f8')):
+        del g[name]
+        g.create_dataset(name, shape=(cols,), dtype=dtype, chunks=(4096,))
+elif what == 'hessian-unwritten':
+    h = g['hessian']
+    shape = h.shape
+    del g['hessian']
+    g.create_dataset('hessian', shape=shape, dtype='f8', chunks=(1, shape[1]))
+elif what == 'block-huge':
+    replace(g, 'block', np.int64(2**40))
+elif what == 'block-below-lm-head':
+    replace(g, 'block', np.int64(-2))
+elif what == 'outlier-is-cols':
+    ds = g['outlier_channels']
+    assert ds.shape[0] > 0
+    ds[0] = g.attrs['cols']
+elif what == 'outlier-negative':
+    g['outlier_channels'][0] = -1
+elif what == 'outliers-int64-wide':
+    v = g['outlier_channels'][()].astype('i8')
+    v[0] = 2**33 + 1
+    del g['outlier_channels']
+    g['outlier_channels'] = v
+elif what == 'outliers-int64-valid':
+    v = g['outlier_channels'][()].astype('i8')
+    del g['outlier_channels']
+    g['outlier_channels'] = v
+elif what == 'outliers-float':
+    v = g['outlier_channels'][()].astype('f8')
+    del g['outlier_channels']
+    g['outlier_channels'] = v
+elif what == 'counts-are-strings':
+    n = g['histogram_counts'].shape[0]
+    del g['histogram_counts']
+    g['histogram_counts'] = np.array(['x'] * n, dtype=h5py.string_dtype())
+elif what == 'means-are-bools':
+    n = g['channel_mean_abs'].shape[0]
+    del g['channel_mean_abs']
+    g['channel_mean_abs'] = np.zeros(n, dtype=bool)
+elif what == 'hessian-is-string':
+    shape = g['hessian'].shape
+    del g['hessian']
+    g['hessian'] = np.full(shape, 'x', dtype=h5py.string_dtype())
+elif what == 'absmax-float64':
+    v = g['channel_absmax'][()].astype('f8')
+    del g['channel_absmax']
+    g['channel_absmax'] = v
+elif what == 'version-zero':
+    replace(f, 'format_version', np.int64(0))
+else:
+    raise SystemExit('unknown breakage ' + what)
 f.close()
 )PY";
 
@@ -412,9 +473,29 @@ private slots:
         row("bool-is-float", "/activations/0/attn_in@has_hessian is not a bool");
         row("bool-is-string", "/activations/0/attn_in@outlier_share_exact is not a bool");
         row("bool-array", "/activations/0/attn_in@outlier_share_exact is not a single value");
+        row("version-zero", "/@format_version is 0, not a format version");
+        // Datasets: sizes are checked against the attributes and limits before anything is allocated.
+        row("histogram-huge",
+            "/activations/0/attn_in/histogram_counts has 1099511627776 values, more than the histogram bin limit");
+        row("outliers-huge", "/activations/0/attn_in/outlier_channels has 1099511627776 values, more than cols (24)");
+        row("cols-huge", "/activations/0/attn_in@cols is 1099511627776, outside 1..16777216");
+        row("hessian-unwritten", "/activations/0/attn_in/hessian holds no data");
+        row("block-huge", "/activations/0/attn_in@block is 1099511627776, outside -1..2147483647");
+        row("block-below-lm-head", "/activations/0/attn_in@block is -2, outside -1..2147483647");
+        row("outlier-is-cols", "/activations/0/attn_in/outlier_channels[0] is 24, not a channel of 0..23");
+        row("outlier-negative", "/activations/0/attn_in/outlier_channels[0] is -1, not a channel of 0..23");
+        row("outliers-int64-wide", "/activations/0/attn_in/outlier_channels[0] is 2147483647, not a channel of 0..23");
+        row("outliers-float",
+            "/activations/0/attn_in/outlier_channels holds float values, expected int32 channel indices");
+        row("counts-are-strings",
+            "/activations/0/attn_in/histogram_counts holds string values, expected uint64 counts");
+        row("means-are-bools", "/activations/0/attn_in/channel_mean_abs holds enum (bool) values, expected float64");
+        row("hessian-is-string", "/activations/0/attn_in/hessian holds string values, expected float64");
         // What other tools write for valid values still reads.
         row("count-whole-float", "");
         row("bool-is-int", "");
+        row("outliers-int64-valid", "");
+        row("absmax-float64", "");
     }
 
     void malformedAttributesNameWhatIsWrong()
