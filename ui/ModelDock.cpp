@@ -71,12 +71,20 @@ ModelDock::ModelDock(ModelSession *session, QWidget *parent)
         if (current.isValid() && tensor >= 0)
             Q_EMIT tensorSelected(tensor);
     });
+    // Fit once per model: on open, and when its first statistics fill the numeric columns; widths the
+    // user sets afterwards are kept when statistics are recomputed (another outlier k).
     connect(session, &ModelSession::modelOpened, this, [this] {
         updateHeader();
         m_view->expandToDepth(0);
         fitColumns();
+        m_fittedWithStats = false;
     });
-    connect(session, &ModelSession::statsChanged, this, &ModelDock::fitColumns);
+    connect(session, &ModelSession::statsChanged, this, [this] {
+        if (m_fittedWithStats || !m_session->stats())
+            return;
+        fitColumns();
+        m_fittedWithStats = true;
+    });
     updateHeader();
 }
 

@@ -30,6 +30,7 @@ Q_SIGNALS:
 private:
     void updateHeader();
     void fitColumns();
+    bool m_fittedWithStats = false;
 
     ModelSession *m_session;
     ModelTreeModel *m_model;

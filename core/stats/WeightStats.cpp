@@ -248,18 +248,22 @@ void validate(const StatsOptions &o)
         fail("weight statistics", "number of outlier positions to keep must not be negative");
     if (o.chunkElements < 1)
         fail("weight statistics", "chunk size must be at least one value");
+    if (o.binTableMinElements < 0)
+        fail("weight statistics", "table threshold must not be negative");
 }
 
 // Mean, σ, skewness and kurtosis from the merged moments (both paths).
 void setMoments(WeightStats &s, const Moments &total, double mn, double mx)
 {
-    s.min = mn;
-    s.max = mx;
+    // -0 and +0 compare equal, and which one a (vectorised) min/max keeps depends on lane order: report
+    // +0 either way.
+    s.min = mn == 0.0 ? 0.0 : mn;
+    s.max = mx == 0.0 ? 0.0 : mx;
     s.absMax = std::max(std::fabs(mn), std::fabs(mx));
     if (mn == mx) {
         // A constant tensor: the merged mean may be off by rounding, and a σ of 1e-20 would turn every
         // value into a 6σ "outlier". Set the exact answer.
-        s.mean = mn;
+        s.mean = s.min;
         s.stddev = 0.0;
     } else {
         s.mean = total.mean;
@@ -667,10 +671,12 @@ public:
         // m_next[b] = the edge a value must reach to be in bin b (b >= 1); +inf past the last bin.
         for (int64_t b = 1; b <= exact.last; ++b)
             m_next[size_t(b)] = exact.edges[size_t(b)];
-        if (mx >= 0.0)
-            fill(0, std::bit_cast<uint32_t>(float(mx)) >> 16);
-        if (mn < 0.0)
-            fill(0x8000u, std::bit_cast<uint32_t>(float(mn)) >> 16);
+        if (!std::signbit(mx)) // positive floats from idx(max(mn, +0)) to idx(mx)
+            fill(std::signbit(mn) ? 0u : std::bit_cast<uint32_t>(float(mn)) >> 16,
+                std::bit_cast<uint32_t>(float(mx)) >> 16);
+        if (std::signbit(mn)) // negative floats (-0 included) from idx(min(mx, -0)) to idx(mn)
+            fill(std::signbit(mx) ? std::bit_cast<uint32_t>(float(mx)) >> 16 : 0x8000u,
+                std::bit_cast<uint32_t>(float(mn)) >> 16);
     }
 
     int64_t bin(float x) const
@@ -794,6 +800,20 @@ void pass1WithNonFinite(const float *buf, int64_t count, int64_t cols, Pass1Chun
     p.moments = momentsAbout(m, double(n), s1, s2, s3, s4);
 }
 
+// 64-byte aligned storage for the float path's per-thread buffers: vectorised reductions may peel
+// iterations to reach alignment, and the summation order must not depend on where a thread's buffer
+// happened to land (results are identical for any thread count).
+template <class T> struct Aligned64
+{
+    using value_type = T;
+    Aligned64() = default;
+    template <class U> Aligned64(const Aligned64<U> &) { }
+    T *allocate(size_t n) { return static_cast<T *>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+    void deallocate(T *p, size_t) { ::operator delete(p, std::align_val_t(64)); }
+    template <class U> bool operator==(const Aligned64<U> &) const { return true; }
+};
+using FloatBuffer = std::vector<float, Aligned64<float>>;
+
 void computeFromFloats(
     WeightStats &s, const Model &model, const Tensor &tensor, const StatsOptions &options, Progress &progress)
 {
@@ -803,7 +823,7 @@ void computeFromFloats(
     const int64_t chunks = (rows + chunkRows - 1) / chunkRows;
     const float *stored = storedFloatRows(model, tensor);
     // This chunk's rows: in place for stored F32, else decoded by the reader into the thread's buffer.
-    const auto chunkRowsOf = [&](int64_t first, int64_t count, std::vector<float> &buffer) -> const float * {
+    const auto chunkRowsOf = [&](int64_t first, int64_t count, FloatBuffer &buffer) -> const float * {
         if (stored)
             return stored + first * cols;
         buffer.resize(size_t(count * cols));
@@ -818,8 +838,8 @@ void computeFromFloats(
         std::mutex mergeMutex;
 #pragma omp parallel
         {
-            std::vector<float> buffer;
-            std::vector<float> colAbs(size_t(cols), 0.0f);
+            FloatBuffer buffer;
+            FloatBuffer colAbs(size_t(cols), 0.0f);
 #pragma omp for schedule(dynamic, 1)
             for (int64_t chunk = 0; chunk < chunks; ++chunk) {
                 errors.run([&] {
@@ -886,13 +906,16 @@ void computeFromFloats(
         std::mutex mergeMutex;
 #pragma omp parallel
         {
-            std::vector<float> buffer;
+            FloatBuffer buffer;
             std::vector<int32_t> linIndex(static_cast<size_t>(cols));
             // Four interleaved copies of each histogram (counter 4·bin + col % 4): most values fall in a
             // few central bins, and increments of one counter in a row wait on each other through memory.
+            // One copy for very many bins (memory: copies × bins × 8 bytes per thread and histogram).
             const size_t nbins = size_t(options.histogramBins);
-            std::vector<uint64_t> lin(4 * nbins, 0);
-            std::vector<uint64_t> lg(4 * nbins, 0);
+            const size_t copies = nbins <= 4096 ? 4 : 1;
+            const size_t o1 = (copies - 1) & 1u, o2 = (copies - 1) & 2u, o3 = copies - 1; // lane offsets
+            std::vector<uint64_t> lin(copies * nbins, 0);
+            std::vector<uint64_t> lg(copies * nbins, 0);
             uint64_t outliers = 0;
             TopOutliers top(size_t(options.topOutliers));
             // Offers the row's outliers for the top-N list; counts them too when asked.
@@ -924,8 +947,8 @@ void computeFromFloats(
                                 const float x = row[col];
                                 if (!isFiniteBits(x))
                                     continue;
-                                ++lin[4 * size_t(linBin.bin(x))];
-                                ++lg[4 * size_t(symlogBinOf(x))];
+                                ++lin[copies * size_t(linBin.bin(x))];
+                                ++lg[copies * size_t(symlogBinOf(x))];
                             }
                             if (findOutliers)
                                 offerRow(row, first + r, true);
@@ -956,36 +979,37 @@ void computeFromFloats(
                         }
                         int64_t col = 0;
                         for (; col + 4 <= cols; col += 4) {
-                            ++lin[4 * size_t(linIndex[size_t(col)])];
-                            ++lin[4 * size_t(linIndex[size_t(col + 1)]) + 1];
-                            ++lin[4 * size_t(linIndex[size_t(col + 2)]) + 2];
-                            ++lin[4 * size_t(linIndex[size_t(col + 3)]) + 3];
+                            ++lin[copies * size_t(linIndex[size_t(col)])];
+                            ++lin[copies * size_t(linIndex[size_t(col + 1)]) + o1];
+                            ++lin[copies * size_t(linIndex[size_t(col + 2)]) + o2];
+                            ++lin[copies * size_t(linIndex[size_t(col + 3)]) + o3];
                         }
                         for (; col < cols; ++col)
-                            ++lin[4 * size_t(linIndex[size_t(col)])];
+                            ++lin[copies * size_t(linIndex[size_t(col)])];
                         if (logTable) {
                             const SymlogTable &table = *logTable;
                             for (col = 0; col + 4 <= cols; col += 4) {
-                                ++lg[4 * size_t(table.bin(row[col]))];
-                                ++lg[4 * size_t(table.bin(row[col + 1])) + 1];
-                                ++lg[4 * size_t(table.bin(row[col + 2])) + 2];
-                                ++lg[4 * size_t(table.bin(row[col + 3])) + 3];
+                                ++lg[copies * size_t(table.bin(row[col]))];
+                                ++lg[copies * size_t(table.bin(row[col + 1])) + o1];
+                                ++lg[copies * size_t(table.bin(row[col + 2])) + o2];
+                                ++lg[copies * size_t(table.bin(row[col + 3])) + o3];
                             }
                             for (; col < cols; ++col)
-                                ++lg[4 * size_t(table.bin(row[col]))];
+                                ++lg[copies * size_t(table.bin(row[col]))];
                         } else {
                             for (col = 0; col < cols; ++col)
-                                ++lg[4 * size_t(logBin.bin(row[col]))];
+                                ++lg[copies * size_t(logBin.bin(row[col]))];
                         }
                     }
                     progress.advance(double(count * cols));
                 });
             }
             std::lock_guard lock(mergeMutex);
-            for (size_t b = 0; b < nbins; ++b) {
-                s.linearHistogram.counts[b] += lin[4 * b] + lin[4 * b + 1] + lin[4 * b + 2] + lin[4 * b + 3];
-                s.symlogHistogram.counts[b] += lg[4 * b] + lg[4 * b + 1] + lg[4 * b + 2] + lg[4 * b + 3];
-            }
+            for (size_t b = 0; b < nbins; ++b)
+                for (size_t k = 0; k < copies; ++k) {
+                    s.linearHistogram.counts[b] += lin[copies * b + k];
+                    s.symlogHistogram.counts[b] += lg[copies * b + k];
+                }
             s.outlierCount += outliers;
             candidates.insert(candidates.end(), top.items().begin(), top.items().end());
         }

@@ -463,6 +463,7 @@ private slots:
             row("257x31 nan/inf") << 257 << 31 << 100 << true << 6.0 << 256;
             row("5x1000 wide rows") << 5 << 1000 << 10 << true << 4.0 << 1;
             row("1x4096 norm-like") << 1 << 4096 << 65536 << true << 6.0 << 4096;
+            row("64x200 8192 bins (one histogram copy)") << 64 << 200 << 3000 << true << 3.0 << 8192;
         }
     }
     void matchesReference()
@@ -551,6 +552,34 @@ private slots:
         const WeightStats table = computeWeightStats(*model, model->tensors[0], o, progress);
         compareStatsExactly(exact, table);
         verifyAgainstReference(table, v, rows, cols, o.outlierSigma, bins, o.topOutliers);
+    }
+
+    // Signed zeros: -0 and +0 compare equal; the extremes are reported as +0 whichever the (vectorised)
+    // min/max kept, on both paths.
+    void signedZerosReportedAsPlusZero_data()
+    {
+        QTest::addColumn<int>("storage");
+        QTest::newRow("f32") << int(Storage::F32);
+        QTest::newRow("f16") << int(Storage::F16);
+    }
+    void signedZerosReportedAsPlusZero()
+    {
+        QFETCH(int, storage);
+        std::vector<float> up, down;
+        for (int i = 0; i < 256; ++i) {
+            up.push_back(i % 3 == 0 ? -0.0f : (i % 3 == 1 ? 0.0f : float(i)));
+            down.push_back(i % 3 == 0 ? -0.0f : (i % 3 == 1 ? 0.0f : -float(i)));
+        }
+        const auto model = makeModel({ makeStoredTensor(Storage(storage), "up", 16, 16, up),
+            makeStoredTensor(Storage(storage), "down", 16, 16, down) });
+        NullProgress progress;
+        const WeightStats a = computeWeightStats(*model, model->tensors[0], StatsOptions::defaults(), progress);
+        const WeightStats b = computeWeightStats(*model, model->tensors[1], StatsOptions::defaults(), progress);
+        QCOMPARE(a.min, 0.0);
+        QVERIFY(!std::signbit(a.min));
+        QCOMPARE(b.max, 0.0);
+        QVERIFY(!std::signbit(b.max));
+        QCOMPARE(a.zeroCount, uint64_t(171));
     }
 
     void sameResultForAnyThreadCount_data()
