@@ -28,4 +28,20 @@ LinearInput linearInputOf(TensorRole role)
     }
 }
 
+const std::vector<TensorRole> &rolesReading(LinearInput in)
+{
+    static const std::vector<TensorRole> attnIn = { TensorRole::Q, TensorRole::K, TensorRole::V };
+    static const std::vector<TensorRole> attnOut = { TensorRole::O };
+    static const std::vector<TensorRole> mlpIn = { TensorRole::Gate, TensorRole::Up };
+    static const std::vector<TensorRole> mlpAct = { TensorRole::Down };
+    static const std::vector<TensorRole> head = { TensorRole::LmHead };
+    switch (in) {
+    case LinearInput::AttnIn: return attnIn;
+    case LinearInput::AttnOut: return attnOut;
+    case LinearInput::MlpIn: return mlpIn;
+    case LinearInput::MlpAct: return mlpAct;
+    default: return head;
+    }
+}
+
 } // namespace qs::core

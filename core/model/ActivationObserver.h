@@ -6,6 +6,7 @@
 // model order; the observer may use OpenMP internally.
 
 #include <cstdint>
+#include <vector>
 
 #include "model/Model.h"
 
@@ -18,6 +19,8 @@ enum class LinearInput : uint8_t { AttnIn /*q,k,v*/, AttnOut /*o*/, MlpIn /*gate
 
 const char *linearInputName(LinearInput in); // "attn_in", "attn_out", "mlp_in", "mlp_act", "head"
 LinearInput linearInputOf(TensorRole role);  // Q/K/V -> AttnIn, O -> AttnOut, Gate/Up -> MlpIn, Down -> MlpAct, LmHead -> Head
+// The inverse: the roles that read an input, in block order (AttnIn -> Q, K, V; Head -> LmHead).
+const std::vector<TensorRole> &rolesReading(LinearInput in);
 
 class ActivationObserver
 {

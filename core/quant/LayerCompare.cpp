@@ -35,24 +35,6 @@ double secondsSince(Clock::time_point t0)
     return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-const std::vector<TensorRole> &readersOf(LinearInput in)
-{
-    static const std::vector<TensorRole> attnIn = { TensorRole::Q, TensorRole::K, TensorRole::V };
-    static const std::vector<TensorRole> attnOut = { TensorRole::O };
-    static const std::vector<TensorRole> mlpIn = { TensorRole::Gate, TensorRole::Up };
-    static const std::vector<TensorRole> mlpAct = { TensorRole::Down };
-    switch (in) {
-    case LinearInput::AttnIn:
-        return attnIn;
-    case LinearInput::AttnOut:
-        return attnOut;
-    case LinearInput::MlpIn:
-        return mlpIn;
-    default:
-        return mlpAct;
-    }
-}
-
 bool isBlockLinear(TensorRole r)
 {
     return r == TensorRole::Q || r == TensorRole::K || r == TensorRole::V || r == TensorRole::O || r == TensorRole::Gate
@@ -326,7 +308,7 @@ LayerCompareEntry quantizeLayerWithConfig(const Model &model, const LayerInputs 
         std::vector<float> s;
         if (hasNorm) {
             // Every reader of the input counts for the column maxima (the norm's fold changes all of them).
-            const std::vector<TensorRole> &readers = readersOf(inputs.input);
+            const std::vector<TensorRole> &readers = rolesReading(inputs.input);
             std::vector<std::vector<float>> siblings(readers.size());
             std::vector<WeightView> views;
             for (size_t k = 0; k < readers.size(); ++k) {

@@ -108,27 +108,6 @@ int inputIndex(LinearInput in)
     }
 }
 
-const std::vector<TensorRole> &consumersOf(LinearInput in)
-{
-    static const std::vector<TensorRole> attnIn = { TensorRole::Q, TensorRole::K, TensorRole::V };
-    static const std::vector<TensorRole> attnOut = { TensorRole::O };
-    static const std::vector<TensorRole> mlpIn = { TensorRole::Gate, TensorRole::Up };
-    static const std::vector<TensorRole> mlpAct = { TensorRole::Down };
-    static const std::vector<TensorRole> head = { TensorRole::LmHead };
-    switch (in) {
-    case LinearInput::AttnIn:
-        return attnIn;
-    case LinearInput::AttnOut:
-        return attnOut;
-    case LinearInput::MlpIn:
-        return mlpIn;
-    case LinearInput::MlpAct:
-        return mlpAct;
-    default:
-        return head;
-    }
-}
-
 std::string normName(int block, LinearInput in)
 {
     return "model.layers." + std::to_string(block)
@@ -413,7 +392,7 @@ void Runner::checkPlan()
     for (int b = 0; b < m_h.numLayers; ++b)
         for (LinearInput in : kBlockInputs) {
             const PlannedLayer *firstSq = nullptr, *firstAwq = nullptr;
-            for (TensorRole r : consumersOf(in)) {
+            for (TensorRole r : rolesReading(in)) {
                 const PlannedLayer *l = layer(b, r);
                 if (!l || !l->quantize)
                     continue;
@@ -447,7 +426,7 @@ BlockState Runner::loadBlock(int b) const
     BlockState st;
     st.block = b;
     for (LinearInput in : kBlockInputs)
-        for (TensorRole r : consumersOf(in)) {
+        for (TensorRole r : rolesReading(in)) {
             const Tensor &t = m_model->tensor(layerName(b, r));
             st.original[r] = m_model->readMatrix(t);
             st.weights[r] = st.original[r];
@@ -480,12 +459,12 @@ void Runner::gather(BlockState &st, const std::vector<LinearInput> &inputs, std:
     std::array<InputStats *, 4> slots {};
     for (LinearInput in : inputs) {
         bool wantCache = false;
-        for (TensorRole r : consumersOf(in)) {
+        for (TensorRole r : rolesReading(in)) {
             const PlannedLayer *l = layer(st.block, r);
             wantCache = wantCache || (l && l->quantize && l->config.method() == "awq");
         }
         InputStats &s = stats[in];
-        s.reset(st.cols[consumersOf(in).front()], wantCache, m_options.awqCacheTokens);
+        s.reset(st.cols[rolesReading(in).front()], wantCache, m_options.awqCacheTokens);
         slots[size_t(inputIndex(in))] = &s;
     }
     std::string names;
@@ -667,7 +646,7 @@ void Runner::quantizeGroup(BlockState &st, LinearInput in, InputStats &stats)
 {
     const int b = st.block;
     std::vector<GroupMember> members;
-    for (TensorRole r : consumersOf(in)) {
+    for (TensorRole r : rolesReading(in)) {
         GroupMember m;
         m.role = r;
         m.layer = layer(b, r);
@@ -918,7 +897,7 @@ void Runner::processBlock(int b)
     bool sequential = false;
     for (LinearInput in : kBlockInputs) {
         bool any = false, qat = false;
-        for (TensorRole r : consumersOf(in)) {
+        for (TensorRole r : rolesReading(in)) {
             const PlannedLayer *l = layer(b, r);
             if (!l || !l->quantize)
                 continue;
