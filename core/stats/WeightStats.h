@@ -31,7 +31,7 @@
 // the per-channel vectors, never a copy of the whole tensor (such a tensor is decoded twice; mapped pages
 // are usually still in the page cache for the second pass). Chunks without NaN/Inf take vectorised loops
 // (omp simd); the symmetric-log bin of a big tensor's values comes from a table indexed by the top 16 bits
-// of the float, exact by the edge rule (see SymlogTable in the .cpp).
+// of the float, exact by the edge rule (see SymlogTable in WeightStatsFloats.cpp; the code-count path is in WeightStatsCodes.cpp).
 //
 // Numerics: float path: within a chunk the moments are taken about the chunk's own mean in double (two
 // loops over the hot buffer, with the exact correction for the rounding of that mean); chunks are
